@@ -1,0 +1,88 @@
+"""The FastAPI application. OpenAPI at /openapi.json is the contract."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from consentry import __version__
+from consentry.api.auth import KeyCache
+from consentry.api.routers import accounts, check
+from consentry.config import Settings
+from consentry.gate import Gate, InvalidRequest
+from consentry.store import Database
+
+# Four 40-megapixel images as base64 fit well inside this; anything larger is refused
+# before it is read.
+MAX_BODY_BYTES = 256 * 1024 * 1024
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    body = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def create_app(settings: Settings | None = None, *, gate: Gate | None = None) -> FastAPI:
+    """Build the app. With no ``gate``, one is made from ``settings`` (migrating the
+    database and loading the models at startup)."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = gate is None
+        if owned:
+            db = Database(settings.resolved_database_url)
+            db.migrate()
+            app.state.gate = Gate(db, settings=settings)
+            app.state.gate.warm_up()
+        else:
+            app.state.gate = gate
+        app.state.keys = KeyCache(app.state.gate.db)
+        yield
+        if owned:
+            app.state.gate.close()
+            app.state.gate.db.dispose()
+
+    app = FastAPI(title="Consentry", version=__version__, lifespan=lifespan,
+                  description="Safety gate against non-consensual intimate imagery and the "
+                              "sexualisation of minors in generative-image platforms.")
+    app.include_router(check.router)
+    app.include_router(accounts.router)
+
+    @app.get("/healthz", tags=["health"], include_in_schema=True)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return _error(413, "body_too_large",
+                          f"the request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
+        return await call_next(request)
+
+    @app.exception_handler(InvalidRequest)
+    async def invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
+        return _error(413 if exc.too_large else 422, exc.code, str(exc), exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def unprocessable(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        return _error(422, "invalid_request", f"{field}: {first['msg']}", field)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, dict) else {
+            "code": "http_error", "message": str(exc.detail)}
+        return JSONResponse({"error": detail}, status_code=exc.status_code,
+                            headers=exc.headers)
+
+    return app

@@ -1,0 +1,46 @@
+"""Settings read from the environment, once, at the edge.
+
+Nothing below this module reads ``os.environ``: the gate, store and API receive a
+``Settings`` object, so tests and embedders can configure them explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "consentry"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    policy_path: Path | None = None  # None: the packaged default policy
+    # SX-1 is configurable: a platform with age-verified adult users may allow explicit
+    # content of fictional adults (with a label). Default: block.
+    allow_adult_content: bool = False
+    analysis_timeout_s: float = 10.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'consentry.db'}"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        data_dir = Path(env["CONSENTRY_DATA_DIR"]) if env.get("CONSENTRY_DATA_DIR") else None
+        policy = env.get("CONSENTRY_POLICY_PATH")
+        return cls(
+            data_dir=data_dir or _default_data_dir(),
+            database_url=env.get("CONSENTRY_DATABASE_URL") or None,
+            policy_path=Path(policy) if policy else None,
+            allow_adult_content=env.get("CONSENTRY_ALLOW_ADULT_CONTENT", "").lower()
+            in {"1", "true", "yes"},
+            analysis_timeout_s=float(env.get("CONSENTRY_ANALYSIS_TIMEOUT_S", "10")),
+        )

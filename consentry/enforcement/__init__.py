@@ -1,0 +1,1 @@
+"""Strikes, suspensions and what a ruling costs an account."""

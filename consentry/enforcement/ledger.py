@@ -1,0 +1,63 @@
+"""Reads and appends strikes and suspensions. Rows are never updated except to record
+that a strike was revoked or a suspension lifted (appeals), so history stays whole."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consentry.enforcement.standing import (
+    Consequence,
+    Standing,
+    StrikeEntry,
+    SuspensionEntry,
+    derive_standing,
+)
+from consentry.store.models import Account, Strike, Suspension
+
+
+def ensure_account(session: Session, account_id: str, now: datetime, *, lock: bool = False) -> None:
+    """Create the account row if needed; with ``lock``, hold it until the transaction ends
+    so that two concurrent refusals cannot both miss a suspension threshold."""
+    query = select(Account).where(Account.id == account_id)
+    if lock:
+        query = query.with_for_update()
+    if session.scalars(query).first() is None:
+        session.add(Account(id=account_id, created_at=now))
+        session.flush()
+
+
+def load_standing(session: Session, account_id: str, now: datetime) -> Standing:
+    strikes = [
+        StrikeEntry(s.clause, s.weight, s.created_at, s.expires_at, s.revoked_at)
+        for s in session.scalars(
+            select(Strike).where(Strike.account_id == account_id, Strike.expires_at > now)
+        )
+    ]
+    suspensions = [
+        SuspensionEntry(s.clause, s.reason, s.starts_at, s.ends_at, s.lifted_at)
+        for s in session.scalars(select(Suspension).where(Suspension.account_id == account_id))
+    ]
+    return derive_standing(account_id, strikes, suspensions, now)
+
+
+def record_consequence(
+    session: Session,
+    account_id: str,
+    clause: str,
+    consequence: Consequence,
+    check_id: str | None,
+    now: datetime,
+) -> None:
+    if consequence.strike_weight:
+        session.add(Strike(account_id=account_id, check_id=check_id, clause=clause,
+                           weight=consequence.strike_weight, created_at=now,
+                           expires_at=consequence.strike_expires_at))
+    if consequence.suspends:
+        ends = None if consequence.permanent else consequence.suspend_until
+        session.add(Suspension(account_id=account_id, check_id=check_id, clause=clause,
+                               reason=consequence.suspension_reason or clause, starts_at=now,
+                               ends_at=ends))
+

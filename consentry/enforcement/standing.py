@@ -1,0 +1,141 @@
+"""Account standing and the consequences of a ruling. Pure: records and a clock in,
+decisions out. The ledger (``ledger.py``) does the reading and writing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from consentry.policy import MinorEvidence, Policy, Ruling
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    PERMANENTLY_SUSPENDED = "permanently_suspended"
+
+
+@dataclass(frozen=True)
+class StrikeEntry:
+    clause: str
+    weight: int
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.revoked_at is None and self.expires_at > now
+
+
+@dataclass(frozen=True)
+class SuspensionEntry:
+    clause: str
+    reason: str
+    starts_at: datetime
+    ends_at: datetime | None  # None: permanent
+    lifted_at: datetime | None = None
+
+    def in_force(self, now: datetime) -> bool:
+        if self.lifted_at is not None or self.starts_at > now:
+            return False
+        return self.ends_at is None or self.ends_at > now
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where an account stands now, derived from its append-only history."""
+
+    account_id: str
+    status: AccountStatus
+    active_strikes: int
+    suspended_until: datetime | None  # None while active or when permanent
+    suspension_clause: str | None
+
+    @property
+    def suspended(self) -> bool:
+        return self.status is not AccountStatus.ACTIVE
+
+
+def derive_standing(
+    account_id: str,
+    strikes: Sequence[StrikeEntry],
+    suspensions: Sequence[SuspensionEntry],
+    now: datetime,
+) -> Standing:
+    active = sum(s.weight for s in strikes if s.active(now))
+    in_force = [s for s in suspensions if s.in_force(now)]
+    permanent = next((s for s in in_force if s.ends_at is None), None)
+    if permanent is not None:
+        return Standing(account_id, AccountStatus.PERMANENTLY_SUSPENDED, active, None,
+                        permanent.clause)
+    if in_force:
+        longest = max(in_force, key=lambda s: s.ends_at)  # type: ignore[arg-type, return-value]
+        return Standing(account_id, AccountStatus.SUSPENDED, active, longest.ends_at,
+                        longest.clause)
+    return Standing(account_id, AccountStatus.ACTIVE, active, None, None)
+
+
+@dataclass(frozen=True)
+class Consequence:
+    """What a ruling costs the account. Nothing at all for allow and review."""
+
+    strike_weight: int = 0
+    strike_expires_at: datetime | None = None
+    suspend_until: datetime | None = None
+    permanent: bool = False
+    suspension_reason: str | None = None
+    # A CS-1 ruling that rests only on a challenge-age estimate (a face that looks 18-24)
+    # is refused and struck like II-1, but the permanent suspension waits for a human.
+    pending_review: bool = False
+
+    @property
+    def suspends(self) -> bool:
+        return self.permanent or self.suspend_until is not None
+
+
+def consequence_of(ruling: Ruling, before: Standing, policy: Policy, now: datetime) -> Consequence:
+    """Apply the enforcement defaults of the policy to one ruling."""
+    if ruling.decision != "block":
+        return Consequence()
+    clause = policy.clause(ruling.clause)
+    rules = policy.enforcement
+    expires = now + timedelta(days=rules.strike_expiry_days)
+    if clause.permanent_suspension:
+        if ruling.minor_evidence is MinorEvidence.CHALLENGE_AGE:
+            weight = policy.clause("II-1").strike_weight
+            return _threshold_consequence(weight, before, policy, now, expires, ruling.clause,
+                                          pending_review=True)
+        return Consequence(strike_weight=0, permanent=True,
+                           suspension_reason=f"{ruling.clause}: {clause.title}")
+    if clause.strike_weight == 0:
+        return Consequence()
+    return _threshold_consequence(clause.strike_weight, before, policy, now, expires, ruling.clause)
+
+
+def _threshold_consequence(
+    weight: int,
+    before: Standing,
+    policy: Policy,
+    now: datetime,
+    expires: datetime,
+    clause_id: str,
+    *,
+    pending_review: bool = False,
+) -> Consequence:
+    total = before.active_strikes + weight
+    # The harshest rule whose threshold the new total reaches applies.
+    reached = [r for r in policy.enforcement.suspensions if total >= r.active_strikes]
+    if not reached:
+        return Consequence(weight, expires, pending_review=pending_review)
+    rule = max(reached, key=lambda r: r.active_strikes)
+    reason = f"{total} active strikes (latest under {clause_id})"
+    if rule.permanent:
+        return Consequence(weight, expires, permanent=True, suspension_reason=reason,
+                           pending_review=pending_review)
+    until = now + timedelta(days=rule.days or 0)
+    if before.suspended_until is not None and before.suspended_until >= until:
+        return Consequence(weight, expires, pending_review=pending_review)
+    return Consequence(weight, expires, suspend_until=until, suspension_reason=reason,
+                       pending_review=pending_review)

@@ -1,0 +1,300 @@
+"""The screening service: validate, analyse, decide, enforce, record.
+
+``Gate.check_generation`` is the one place a generation request is decided. It owns
+failing closed: if any analysis fails or overruns, the request is refused (FC-1), never
+allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from consentry.config import Settings
+from consentry.enforcement.ledger import ensure_account, load_standing, record_consequence
+from consentry.enforcement.standing import Consequence, Standing, consequence_of
+from consentry.gate.errors import InvalidRequest
+from consentry.gate.verdict import (
+    AccountState,
+    Appeal,
+    EnforcementOutcome,
+    PolicyCitation,
+    Verdict,
+)
+from consentry.policy import Policy, Reason, ReasonCode, Ruling, evaluate, load_policy
+from consentry.signals.findings import ImageFindings, PromptFindings
+from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected, decode_image
+from consentry.signals.prompt import analyse_prompt
+from consentry.store import Database
+from consentry.store.models import CheckMedia, CheckRecord
+
+log = logging.getLogger(__name__)
+
+MAX_PROMPT_CHARS = 4000
+MAX_IMAGES = 4
+MAX_ACCOUNT_ID = 200
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    prompt: PromptFindings
+    images: tuple[ImageFindings, ...]
+
+
+class Gate:
+    """Checks requests against the policy and records every decision."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        settings: Settings | None = None,
+        policy: Policy | None = None,
+        analyser: ImageAnalyser | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.db = db
+        self.policy = policy or load_policy(self.settings.policy_path)
+        self._analyser = analyser
+        self._analyser_lock = threading.Lock()
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="consentry-analysis"
+        )
+
+    # -- public API -----------------------------------------------------------------
+
+    def check_generation(
+        self,
+        prompt: str,
+        images: Sequence[bytes] = (),
+        account: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Verdict:
+        """Decide whether a generation or edit request may run.
+
+        Raises ``InvalidRequest`` for input that cannot be checked (empty or overlong
+        prompt, too many images, damaged, oversized or unsupported images).
+        """
+        started = time.perf_counter()
+        prompt = _validate_prompt(prompt)
+        if len(images) > MAX_IMAGES:
+            raise InvalidRequest("too_many_images", f"{len(images)} images sent; at most "
+                                 f"{MAX_IMAGES} are accepted per request", field="images")
+        account = _validate_token(account, "account", MAX_ACCOUNT_ID)
+        key = _validate_token(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
+        if account and key:
+            replayed = self._replay(account, key)
+            if replayed is not None:
+                return replayed
+
+        if account:
+            with self.db.transaction() as session:
+                standing = load_standing(session, account, self._clock())
+            if standing.suspended:
+                # Refused before analysis: a suspended account costs no model time.
+                ruling = Ruling("block", "EN-1", (Reason(
+                    ReasonCode.ACCOUNT_SUSPENDED,
+                    f"the account is {standing.status.value.replace('_', ' ')}",
+                    kind=standing.suspension_clause),))
+                return self._record("generation", ruling, prompt, images, account, key, started)
+
+        decoded = [_decode(i, data) for i, data in enumerate(images)]
+        try:
+            analysis = self._analyse(prompt, decoded)
+        except Exception as exc:
+            log.warning("analysis failed, refusing (FC-1): %s", type(exc).__name__)
+            ruling = Ruling("block", "FC-1", (Reason(
+                ReasonCode.ANALYSIS_UNAVAILABLE,
+                "the safety analysis could not be completed", kind=type(exc).__name__),))
+        else:
+            ruling = evaluate(analysis.prompt, analysis.images, self.policy,
+                              allow_adult_content=self.settings.allow_adult_content)
+        return self._record("generation", ruling, prompt, images, account, key, started)
+
+    def account_state(self, account_id: str) -> AccountState:
+        account_id = _validate_token(account_id, "account", MAX_ACCOUNT_ID) or ""
+        with self.db.transaction() as session:
+            return AccountState.of(load_standing(session, account_id, self._clock()))
+
+    def warm_up(self) -> None:
+        """Load every model now rather than on the first request."""
+        analyse_prompt("warm up")
+        self.image_analyser.warm_up()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def image_analyser(self) -> ImageAnalyser:
+        if self._analyser is None:
+            with self._analyser_lock:
+                if self._analyser is None:
+                    self._analyser = ImageAnalyser()
+        return self._analyser
+
+    # -- steps ----------------------------------------------------------------------
+
+    def _analyse(self, prompt: str, images: Sequence[DecodedImage]) -> _Analysis:
+        if not images:
+            return _Analysis(analyse_prompt(prompt), ())
+        analyser = self.image_analyser
+        deadline = time.monotonic() + self.settings.analysis_timeout_s
+        futures = [self._pool.submit(analyser.analyse, i, img) for i, img in enumerate(images)]
+        prompt_findings = analyse_prompt(prompt)
+        try:
+            found = tuple(f.result(timeout=max(0.0, deadline - time.monotonic()))
+                          for f in futures)
+        except FutureTimeout as exc:
+            for f in futures:
+                f.cancel()
+            raise TimeoutError("image analysis overran its time limit") from exc
+        return _Analysis(prompt_findings, found)
+
+    def _replay(self, account: str, key: str) -> Verdict | None:
+        with self.db.transaction() as session:
+            stored = session.scalars(select(CheckRecord.verdict).where(
+                CheckRecord.account_id == account, CheckRecord.idempotency_key == key)).first()
+        return Verdict.model_validate(stored) if stored is not None else None
+
+    def _record(
+        self,
+        kind: str,
+        ruling: Ruling,
+        prompt: str | None,
+        images: Sequence[bytes],
+        account: str | None,
+        key: str | None,
+        started: float,
+    ) -> Verdict:
+        now = self._clock()
+        check_id = f"chk_{uuid.uuid4().hex}"
+        digests = [hashlib.sha256(b).hexdigest() for b in images]
+        keep_evidence = ruling.decision != "allow"
+        try:
+            with self.db.transaction() as session:
+                consequence, standing = Consequence(), None
+                if account:
+                    ensure_account(session, account, now, lock=True)
+                    before = load_standing(session, account, now)
+                    consequence = consequence_of(ruling, before, self.policy, now)
+                record = CheckRecord(
+                    id=check_id, kind=kind, account_id=account, idempotency_key=key,
+                    created_at=now, decision=ruling.decision,
+                    category=self.policy.clause(ruling.clause).category, clause=ruling.clause,
+                    policy_version=self.policy.version,
+                    prompt=prompt if keep_evidence else None,
+                    prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else None,
+                    image_sha256=digests, verdict={}, latency_ms=0.0,
+                )
+                session.add(record)
+                session.flush()
+                if keep_evidence:
+                    session.add_all(CheckMedia(check_id=check_id, position=i, sha256=d,
+                                               content=data)
+                                    for i, (d, data) in enumerate(zip(digests, images,
+                                                                      strict=True)))
+                if account:
+                    record_consequence(session, account, ruling.clause, consequence, check_id,
+                                       now)
+                    session.flush()
+                    standing = load_standing(session, account, now)
+                verdict = self._verdict(check_id, kind, ruling, consequence, standing, now)
+                record.verdict = verdict.model_dump(mode="json")
+                record.latency_ms = (time.perf_counter() - started) * 1000
+        except IntegrityError:
+            # A concurrent retry with the same idempotency key won the race: answer as it did.
+            if account and key and (replayed := self._replay(account, key)) is not None:
+                return replayed
+            raise
+        return verdict
+
+    def _verdict(
+        self,
+        check_id: str,
+        kind: str,
+        ruling: Ruling,
+        consequence: Consequence,
+        standing: Standing | None,
+        now: datetime,
+    ) -> Verdict:
+        clause = self.policy.clause(ruling.clause)
+        restricts = ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}
+        window = self.policy.enforcement.appeal_window_days
+        return Verdict(
+            id=check_id,
+            kind=kind,  # type: ignore[arg-type]
+            decision=ruling.decision,
+            category=clause.category,
+            policy=PolicyCitation(clause=ruling.clause, version=self.policy.version,
+                                  title=clause.title),
+            reasons=[r.to_dict() for r in ruling.reasons],
+            explanation=clause.explanation,
+            label=ruling.label,
+            account=AccountState.of(standing) if standing else None,
+            enforcement=EnforcementOutcome(
+                strike_weight=consequence.strike_weight,
+                suspended_until=consequence.suspend_until,
+                permanent_suspension=consequence.permanent,
+                pending_review=consequence.pending_review,
+                evidence_preserved=ruling.decision != "allow" and clause.preserve_evidence,
+                law_enforcement_report=ruling.decision == "block"
+                and clause.law_enforcement_report,
+            ),
+            appeal=Appeal(window_days=window, until=now + timedelta(days=window))
+            if restricts else None,
+            created_at=now,
+        )
+
+
+def _validate_prompt(prompt: str) -> str:
+    if not isinstance(prompt, str):
+        raise InvalidRequest("invalid_prompt", "the prompt must be text", field="prompt")
+    if not prompt.strip():
+        raise InvalidRequest("empty_prompt", "the prompt is empty", field="prompt")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidRequest("prompt_too_long", f"the prompt has {len(prompt)} characters; "
+                             f"the limit is {MAX_PROMPT_CHARS}", field="prompt")
+    return prompt
+
+
+def _validate_token(value: str | None, field: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(f"invalid_{field}", f"{field} must be a non-empty string",
+                             field=field)
+    if len(value) > limit:
+        raise InvalidRequest(f"invalid_{field}", f"{field} is {len(value)} characters; the "
+                             f"limit is {limit}", field=field)
+    if not value.isprintable():
+        raise InvalidRequest(f"invalid_{field}", f"{field} contains control characters",
+                             field=field)
+    return value
+
+
+def _decode(index: int, data: bytes) -> DecodedImage:
+    try:
+        return decode_image(data)
+    except ImageRejected as exc:
+        raise InvalidRequest(exc.code, f"image {index}: {exc}", field=f"images[{index}]",
+                             too_large=exc.too_large) from exc

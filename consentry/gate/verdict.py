@@ -1,0 +1,80 @@
+"""The verdict: what every check returns (contract in DESIGN.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from consentry.enforcement.standing import Standing
+
+
+class PolicyCitation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    clause: str
+    version: str
+    title: str
+
+
+class AccountState(BaseModel):
+    """The account as it stands after this check."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: Literal["active", "suspended", "permanently_suspended"]
+    active_strikes: int
+    suspended_until: datetime | None = None
+    suspension_clause: str | None = None
+
+    @classmethod
+    def of(cls, standing: Standing) -> AccountState:
+        return cls(
+            id=standing.account_id,
+            status=standing.status.value,
+            active_strikes=standing.active_strikes,
+            suspended_until=standing.suspended_until,
+            suspension_clause=standing.suspension_clause,
+        )
+
+
+class EnforcementOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    strike_weight: int = 0
+    suspended_until: datetime | None = None
+    permanent_suspension: bool = False
+    pending_review: bool = False
+    evidence_preserved: bool = False
+    law_enforcement_report: bool = False
+
+
+class Appeal(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    window_days: int
+    until: datetime
+    how: str = "Reply to this decision through the platform's appeal route quoting the verdict id."
+
+
+class Verdict(BaseModel):
+    """One decision. ``reasons`` are machine-readable; ``explanation`` can be shown to the
+    user; ``id`` identifies the recorded event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: Literal["generation", "output", "upload"]
+    decision: Literal["allow", "block", "review"]
+    category: str
+    policy: PolicyCitation
+    reasons: list[dict[str, Any]]
+    explanation: str
+    automated: bool = True
+    label: str | None = None
+    account: AccountState | None = None
+    enforcement: EnforcementOutcome = EnforcementOutcome()
+    appeal: Appeal | None = None
+    created_at: datetime

@@ -1,0 +1,206 @@
+"""The decision core: findings in, ruling out. Pure: no I/O, no clock, no database.
+
+The order of the rules is the order of severity, so the first rule that holds decides
+the clause. Every ruling lists the findings that led to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from consentry.policy.document import Decision, Policy
+from consentry.policy.reasons import Reason, ReasonCode
+from consentry.signals.findings import (
+    BenignCue,
+    Concept,
+    ImageFindings,
+    PersonCue,
+    PromptFindings,
+)
+
+# Concepts that sexualise whoever is shown; alone they are SX-1 material for fictional
+# people. Revealing clothing, sheer fabric and "sexy" are fine on a fictional adult.
+_EXPLICIT = frozenset(
+    {Concept.NUDITY, Concept.UNDRESS, Concept.SEXUAL_POSE, Concept.SEXUAL_ACT, Concept.NSFW}
+)
+# Mild concepts that a benign cue can neutralise ("a swimsuit on the mannequin").
+_NEUTRALISABLE = frozenset({Concept.REVEALING, Concept.SUGGESTIVE, Concept.SHEER})
+_NEUTRALISING_CUES = frozenset({BenignCue.OBJECT_TARGET, BenignCue.CLOTHED})
+# Cues that identify a real person without a photo.
+_IDENTIFYING_CUES = frozenset({PersonCue.NAME, PersonCue.HANDLE, PersonCue.RELATION})
+
+
+class MinorEvidence(StrEnum):
+    """How sure the minor finding is; enforcement treats an age estimate with care."""
+
+    STATED = "stated"  # the prompt says so (words, ages, school years)
+    ESTIMATED = "estimated"  # a face looks under 18
+    CHALLENGE_AGE = "challenge_age"  # a face looks under the challenge age, not under 18
+
+
+@dataclass(frozen=True)
+class Ruling:
+    decision: Decision
+    clause: str
+    reasons: tuple[Reason, ...]
+    label: str | None = None
+    minor_evidence: MinorEvidence | None = None
+
+
+def _sexual_reasons(prompt: PromptFindings, concepts: frozenset[Concept]) -> list[Reason]:
+    return [
+        Reason(
+            ReasonCode.SEXUALISING_REQUEST,
+            f"the request asks for {f.concept.value.replace('_', ' ')}",
+            kind=f.concept.value,
+            span=f.span,
+            rule=f.rule,
+        )
+        for f in prompt.sexual
+        if f.concept in concepts
+    ]
+
+
+def _minor_reasons(prompt: PromptFindings) -> list[Reason]:
+    return [
+        Reason(
+            ReasonCode.MINOR_CUE,
+            "the request refers to someone who is or may be under 18",
+            kind=f.cue.value,
+            span=f.span,
+            rule=f.rule,
+            stated_age=f.age,
+        )
+        for f in prompt.minors
+        if f.age is None or f.age < 18
+    ]
+
+
+def _young_faces(images: Sequence[ImageFindings], policy: Policy) -> list[Reason]:
+    return [
+        Reason(
+            ReasonCode.FACE_UNDER_CHALLENGE_AGE,
+            f"a face in image {img.index} looks about {face.age}, under the challenge age "
+            f"of {policy.challenge_age}",
+            image=img.index,
+            face_box=face.box,
+            estimated_age=face.age,
+        )
+        for img in images
+        for face in img.faces
+        if face.age < policy.challenge_age
+    ]
+
+
+def _faces(images: Sequence[ImageFindings]) -> list[Reason]:
+    return [
+        Reason(
+            ReasonCode.REAL_PERSON_IN_PHOTO,
+            f"image {img.index} shows a real person",
+            image=img.index,
+            face_box=face.box,
+            estimated_age=face.age,
+        )
+        for img in images
+        for face in img.faces
+    ]
+
+
+def _person_refs(prompt: PromptFindings, cues: frozenset[PersonCue]) -> list[Reason]:
+    return [
+        Reason(
+            ReasonCode.REAL_PERSON_REFERENCE,
+            "the request points at a real person",
+            kind=f.cue.value,
+            span=f.span,
+            rule=f.rule,
+        )
+        for f in prompt.persons
+        if f.cue in cues
+    ]
+
+
+def _intimate_inputs(images: Sequence[ImageFindings], policy: Policy) -> list[Reason]:
+    return [
+        Reason(
+            ReasonCode.INTIMATE_INPUT_IMAGE,
+            f"image {img.index} already looks intimate (nudity score {img.nsfw:.2f})",
+            image=img.index,
+            score=round(img.nsfw, 4),
+        )
+        for img in images
+        if img.nsfw >= policy.thresholds.intimate_image
+    ]
+
+
+def evaluate(
+    prompt: PromptFindings,
+    images: Sequence[ImageFindings],
+    policy: Policy,
+    *,
+    allow_adult_content: bool = False,
+) -> Ruling:
+    """Decide a generation request from its prompt and input-image findings."""
+    concepts = prompt.concepts
+    if prompt.benign_cues() & _NEUTRALISING_CUES:
+        # "a swimsuit on the mannequin", "fully clothed": mild words lose their force,
+        # explicit ones never do.
+        concepts = concepts - _NEUTRALISABLE
+    sexual = _sexual_reasons(prompt, concepts)
+    intimate_inputs = _intimate_inputs(images, policy)
+    sexualising = bool(sexual) or bool(intimate_inputs)
+
+    # CS-1: any sexualisation involving a minor, stated or apparent.
+    stated_minor = _minor_reasons(prompt)
+    if sexualising and stated_minor:
+        return Ruling(
+            "block", "CS-1", (*stated_minor, *sexual, *intimate_inputs), None,
+            MinorEvidence.STATED,
+        )
+    young = _young_faces(images, policy)
+    if sexualising and young:
+        under_18 = any(r.estimated_age < policy.estimated_minor_age for r in young)  # type: ignore[operator]
+        evidence = MinorEvidence.ESTIMATED if under_18 else MinorEvidence.CHALLENGE_AGE
+        return Ruling("block", "CS-1", (*young, *sexual, *intimate_inputs), None, evidence)
+
+    # II-1: a sexualising edit of a photo of a real person.
+    if images:
+        faces = _faces(images)
+        pointers = _person_refs(prompt, frozenset(PersonCue))
+        real_person = faces or pointers
+        if real_person and sexual:
+            if concepts <= {Concept.SUGGESTIVE}:
+                # "make him look hot": real but uncertain evidence goes to a human.
+                return Ruling("review", "RV-1", (*faces, *pointers, *sexual))
+            return Ruling("block", "II-1", (*faces, *pointers, *sexual))
+        if faces and intimate_inputs:
+            # An intimate photo of a real person is being edited: consent cannot be seen.
+            return Ruling("review", "RV-1", (*faces, *intimate_inputs))
+        if sexual and not (concepts & _EXPLICIT):
+            # Revealing edit of a photo where no one could be found: a person may still be
+            # there (turned away, cropped face), so a human decides.
+            return Ruling("review", "RV-1", tuple(sexual))
+
+    # II-2: a sexualised depiction of a named or pointed-at real person.
+    identified = _person_refs(prompt, _IDENTIFYING_CUES)
+    if identified and sexual:
+        return Ruling("block", "II-2", (*identified, *sexual))
+
+    # SX-1: explicit content with no real person involved.
+    explicit = [r for r in sexual if r.kind in _EXPLICIT] + intimate_inputs
+    if explicit:
+        if allow_adult_content:
+            clause = policy.clause("SX-1")
+            reason = Reason(ReasonCode.ADULT_CONTENT_ALLOWED, "explicit content of fictional "
+                            "adults is allowed on this platform for verified adults")
+            return Ruling("allow", "SX-1", (*explicit, reason), clause.allowed_label)
+        return Ruling("block", "SX-1", tuple(explicit))
+
+    benign = [
+        Reason(ReasonCode.BENIGN_CONTEXT, "context shows the request is not sexual",
+               kind=f.cue.value, span=f.span, rule=f.rule)
+        for f in prompt.benign
+    ]
+    return Ruling("allow", "OK-1", tuple(benign))

@@ -1,0 +1,52 @@
+"""Machine-readable findings that a verdict carries, each with its evidence."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from consentry.signals.findings import Span
+
+
+class ReasonCode(StrEnum):
+    SEXUALISING_REQUEST = "sexualising_request"
+    MINOR_CUE = "minor_cue"
+    FACE_UNDER_CHALLENGE_AGE = "face_under_challenge_age"
+    REAL_PERSON_IN_PHOTO = "real_person_in_photo"
+    REAL_PERSON_REFERENCE = "real_person_reference"
+    INTIMATE_INPUT_IMAGE = "intimate_input_image"
+    BENIGN_CONTEXT = "benign_context"
+    ADULT_CONTENT_ALLOWED = "adult_content_allowed"
+    ACCOUNT_SUSPENDED = "account_suspended"
+    ANALYSIS_UNAVAILABLE = "analysis_unavailable"
+    HASH_MATCH = "hash_match"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One finding behind a verdict. Only the fields that apply are set."""
+
+    code: ReasonCode
+    detail: str
+    kind: str | None = None  # concept or cue, e.g. "undress", "relation", "age"
+    span: Span | None = None
+    rule: str | None = None
+    image: int | None = None  # index of the image in the request
+    face_box: tuple[int, int, int, int] | None = None
+    estimated_age: int | None = None
+    stated_age: int | None = None
+    score: float | None = None
+    bank: str | None = None
+    distance: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: fields that are not set are left out."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if value is None:
+                continue
+            if key == "face_box":
+                value = list(value)
+            out[key] = str(value) if key == "code" else value
+        return out

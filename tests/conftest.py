@@ -1,0 +1,110 @@
+"""Shared fixtures: real databases (SQLite always, PostgreSQL when configured), real
+photos that ship offline, the real image models loaded once per test run."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import create_engine, text
+
+from consentry.config import Settings
+from consentry.store import Database
+
+POSTGRES_URL = os.environ.get("CONSENTRY_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend in turn."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'consentry.db'}"
+        return
+    assert POSTGRES_URL
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+class Clock:
+    """A controllable UTC clock for strike expiry and suspension ends."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="session")
+def analyser():
+    """The real models, loaded once for the whole run."""
+    from consentry.signals.image import ImageAnalyser
+
+    model = ImageAnalyser()
+    model.warm_up()
+    return model
+
+
+@pytest.fixture
+def gate(db: Database, analyser, clock: Clock):
+    from consentry.gate import Gate
+
+    g = Gate(db, settings=Settings(), analyser=analyser, clock=clock)
+    yield g
+    g.close()
+
+
+def _jpeg(array: np.ndarray, quality: int = 92) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, bytes]:
+    """Real photographs: people (astronaut Eileen Collins, Grace Hopper) and scenes."""
+    import matplotlib.cbook
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as fh:
+        hopper = fh.read()
+    return {
+        "astronaut": _jpeg(data.astronaut()),
+        "hopper": hopper,
+        "coffee": _jpeg(data.coffee()),
+        "china": _jpeg(china),
+        "flower": _jpeg(flower),
+    }

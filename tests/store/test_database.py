@@ -1,0 +1,50 @@
+"""The store on every configured backend: migrations, UTC round-trips, constraints."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from consentry.store import Database
+from consentry.store.models import Account, CheckRecord
+
+
+def _check(check_id: str, key: str | None) -> CheckRecord:
+    return CheckRecord(id=check_id, kind="generation", account_id="a1", idempotency_key=key,
+                       created_at=datetime.now(UTC), decision="allow", category="none",
+                       clause="OK-1", policy_version="1", image_sha256=[], verdict={},
+                       latency_ms=1.0)
+
+
+def test_migrations_create_every_table_and_are_idempotent(db: Database):
+    db.migrate()  # a second run changes nothing
+    tables = set(inspect(db.engine).get_table_names())
+    assert {"accounts", "checks", "check_media", "strikes", "suspensions", "api_keys",
+            "alembic_version"} <= tables
+
+
+def test_times_come_back_as_aware_utc(db: Database):
+    local = datetime(2026, 5, 19, 14, 30, tzinfo=timezone(timedelta(hours=2)))
+    with db.transaction() as s:
+        s.add(Account(id="a1", created_at=local))
+    with db.transaction() as s:
+        stored = s.scalars(select(Account.created_at)).one()
+    assert stored == local and stored.tzinfo is not None
+
+
+def test_naive_times_are_refused(db: Database):
+    with pytest.raises(StatementError, match="naive datetime"), db.transaction() as s:
+        s.add(Account(id="a2", created_at=datetime(2026, 1, 1)))
+
+
+def test_idempotency_key_is_unique_per_account(db: Database):
+    with db.transaction() as s:
+        s.add(Account(id="a1", created_at=datetime.now(UTC)))
+        s.add(_check("chk_1", "k"))
+    with pytest.raises(IntegrityError), db.transaction() as s:
+        s.add(_check("chk_2", "k"))
+    with db.transaction() as s:  # the failed transaction left nothing behind
+        assert s.scalars(select(CheckRecord.id)).all() == ["chk_1"]
