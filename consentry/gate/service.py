@@ -121,7 +121,7 @@ class Gate:
         decoded = [_decode(i, data) for i, data in enumerate(images)]
         try:
             analysis = self._analyse(prompt, decoded)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
             log.warning("analysis failed, refusing (FC-1): %s", type(exc).__name__)
             ruling = Ruling("block", "FC-1", (Reason(
                 ReasonCode.ANALYSIS_UNAVAILABLE,
