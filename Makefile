@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[postgres,test]'
+	$(BIN)/pip install --quiet -e '.[postgres,test,bench]'
 	touch $(STAMP)
 
 serve: install

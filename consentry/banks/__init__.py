@@ -1,0 +1,5 @@
+"""Hash banks of known abuse imagery."""
+
+from consentry.banks.index import PDQIndex
+
+__all__ = ["PDQIndex"]
