@@ -134,3 +134,121 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Bank(Base):
+    """A named hash bank. ``kind`` block: matches refuse content; allow: matches suppress
+    block matches on known benign images that collide."""
+
+    __tablename__ = "banks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))  # block | allow
+    category: Mapped[str] = mapped_column(String(20))  # csam | ncii | own_refusals | other
+    clause: Mapped[str] = mapped_column(String(10))  # policy clause a match is decided under
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column()
+    disabled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class BankEntry(Base):
+    """One banked image (or bare hash from an exchange). Never deleted: removal and
+    withdrawal are recorded, so history and audits stay whole."""
+
+    __tablename__ = "bank_entries"
+    __table_args__ = (
+        Index("ix_bank_entries_md5", "md5"),
+        Index("ix_bank_entries_pdq", "bank_id", "pdq"),
+        Index("ix_bank_entries_external", "bank_id", "source", "external_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"))
+    source: Mapped[str] = mapped_column(String(40))  # manual | gate | stopncii | ncmec | ...
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    md5: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pdq: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the primary hash
+    pdq_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    clause: Mapped[str | None] = mapped_column(String(10), nullable=True)  # overrides bank's
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    takedown_case: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    added_at: Mapped[datetime] = mapped_column()
+    disabled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    removed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class BankEntryHash(Base):
+    """The PDQ hashes that stand for an entry in the index (whole image and the variants
+    that make crops match). The row id is the id the index returns."""
+
+    __tablename__ = "bank_entry_hashes"
+    __table_args__ = (Index("ix_bank_entry_hashes_entry", "entry_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id"))
+    pdq: Mapped[str] = mapped_column(String(64))
+    variant: Mapped[str] = mapped_column(String(20))
+
+
+class BankEvent(Base):
+    """Append-only log of every bank change. It is also the index's change feed: an index
+    replays events after the last one it has seen, so a change is effective at once in
+    every process and a restart never rehashes."""
+
+    __tablename__ = "bank_events"
+    __table_args__ = (Index("ix_bank_events_bank", "bank_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"))
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("bank_entries.id"), nullable=True)
+    # bank_created | bank_disabled | bank_enabled | entry_added | entry_disabled |
+    # entry_enabled | entry_removed | import_batch
+    action: Mapped[str] = mapped_column(String(30))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column()
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ExchangeCheckpoint(Base):
+    """Where a bank's sync with an exchange stands; written in the same transaction as the
+    batch it follows, so an interrupted import resumes without gaps or duplicates."""
+
+    __tablename__ = "exchange_checkpoints"
+
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"), primary_key=True)
+    exchange: Mapped[str] = mapped_column(String(40), primary_key=True)
+    checkpoint: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class ContentItem(Base):
+    """Content on the platform (an upload or a generated output) with its hashes, so that
+    a hash banked later finds the copies already there."""
+
+    __tablename__ = "content_items"
+    __table_args__ = (Index("ix_content_items_md5", "md5"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    content_id: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # upload | output
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    md5: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    pdq: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    registered_at: Mapped[datetime] = mapped_column()
+    removed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ContentHash(Base):
+    """PDQ hashes of a content item; the row id is the id the content index returns."""
+
+    __tablename__ = "content_hashes"
+    __table_args__ = (Index("ix_content_hashes_item", "item_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("content_items.id"))
+    pdq: Mapped[str] = mapped_column(String(64))
+    variant: Mapped[str] = mapped_column(String(20))

@@ -48,3 +48,15 @@ def test_idempotency_key_is_unique_per_account(db: Database):
         s.add(_check("chk_2", "k"))
     with db.transaction() as s:  # the failed transaction left nothing behind
         assert s.scalars(select(CheckRecord.id)).all() == ["chk_1"]
+
+
+def test_migrations_match_the_models(db: Database):
+    """A model change without its migration fails here, not in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from consentry.store.models import Base
+
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []

@@ -1,0 +1,164 @@
+"""The content index: what is already on the platform, by hash, so that a hash banked
+later finds the copies that are already there ("sweep").
+
+Content rows are only ever added (removal is a timestamp), so the in-memory PDQ index
+catches up by loading hash rows newer than the last one it holds; removed items are
+filtered when the database is asked for the matched rows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import select
+
+from consentry.banks.matcher import PDQ_MATCH_DISTANCE
+from consentry.banks.pdq_index import PDQIndex, from_hex
+from consentry.banks.registry import BankError, EntryHashes
+from consentry.store import Database
+from consentry.store.models import ContentHash, ContentItem
+
+_PAGE = 200_000
+
+
+@dataclass(frozen=True)
+class ContentRecord:
+    content_id: str
+    kind: str
+    account_id: str | None
+    url: str | None
+    md5: str
+    pdq: str | None
+    registered_at: datetime
+    removed: bool
+    distance: int | None = None  # set when found by hash
+
+    def to_dict(self) -> dict[str, object]:
+        return {"content_id": self.content_id, "kind": self.kind, "account": self.account_id,
+                "url": self.url, "md5": self.md5, "pdq": self.pdq,
+                "registered_at": self.registered_at.isoformat(), "removed": self.removed,
+                "distance": self.distance}
+
+
+def _record(item: ContentItem, distance: int | None = None) -> ContentRecord:
+    return ContentRecord(item.content_id, item.kind, item.account_id, item.url, item.md5,
+                         item.pdq, item.registered_at, item.removed_at is not None, distance)
+
+
+class ContentIndex:
+    """Registers platform content by hash and finds every copy of an image."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.db = db
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._index = PDQIndex()
+        self._watermark = 0  # highest content_hashes.id held
+        self._lock = threading.Lock()
+        self.sync()
+
+    def register(self, content_id: str, kind: str, hashes: EntryHashes, *,
+                 account_id: str | None = None, url: str | None = None) -> ContentRecord:
+        """Record a content item; registering the same id with the same bytes again is a
+        no-op, with different bytes an error (content ids name one image)."""
+        hashes = hashes.validated()
+        if not content_id or len(content_id) > 200:
+            raise BankError("content_id must be 1-200 characters")
+        if kind not in {"upload", "output"}:
+            raise BankError("kind must be 'upload' or 'output'")
+        with self.db.transaction() as s:
+            existing = s.scalars(select(ContentItem).where(
+                ContentItem.content_id == content_id)).first()
+            if existing is not None:
+                if existing.md5 != hashes.md5:
+                    raise BankError(f"content id {content_id!r} is already registered with "
+                                    "different bytes")
+                return _record(existing)
+            item = ContentItem(content_id=content_id, kind=kind, account_id=account_id, url=url,
+                               md5=hashes.md5 or "", sha256=hashes.sha256 or "",
+                               pdq=hashes.pdq, registered_at=self._clock())
+            s.add(item)
+            s.flush()
+            s.add_all(ContentHash(item_id=item.id, pdq=value, variant=variant)
+                      for variant, value in hashes.indexed())
+            return _record(item)
+
+    def get(self, content_id: str) -> ContentRecord | None:
+        with self.db.transaction() as s:
+            item = s.scalars(select(ContentItem).where(
+                ContentItem.content_id == content_id)).first()
+            return _record(item) if item else None
+
+    def by_url(self, url: str) -> ContentRecord | None:
+        with self.db.transaction() as s:
+            item = s.scalars(select(ContentItem).where(ContentItem.url == url)
+                             .order_by(ContentItem.id)).first()
+            return _record(item) if item else None
+
+    def copies(self, md5: str | None, pdq_queries: np.ndarray | None, *,
+               include_removed: bool = False,
+               max_distance: int = PDQ_MATCH_DISTANCE) -> list[ContentRecord]:
+        """Every registered item that is the same image: identical MD5 or PDQ within
+        ``max_distance`` of any query hash."""
+        self.sync()
+        best: dict[int, int] = {}  # content item id -> distance
+        if pdq_queries is not None and len(pdq_queries):
+            rows: dict[int, int] = {}
+            for found in self._index.search(pdq_queries, max_distance):
+                for row_id, distance in found:
+                    rows[row_id] = min(distance, rows.get(row_id, 257))
+            if rows:
+                with self.db.transaction() as s:
+                    for chunk in _chunks(list(rows), 20_000):
+                        for row_id, item_id in s.execute(select(
+                                ContentHash.id, ContentHash.item_id).where(
+                                ContentHash.id.in_(chunk))):
+                            best[item_id] = min(rows[row_id], best.get(item_id, 257))
+        with self.db.transaction() as s:
+            if md5:
+                for item_id in s.scalars(select(ContentItem.id).where(ContentItem.md5 == md5)):
+                    best[item_id] = 0
+            out = []
+            for chunk in _chunks(list(best), 20_000):
+                query = select(ContentItem).where(ContentItem.id.in_(chunk))
+                if not include_removed:
+                    query = query.where(ContentItem.removed_at.is_(None))
+                out += [_record(item, best[item.id]) for item in s.scalars(query)]
+        return sorted(out, key=lambda r: (r.distance or 0, r.content_id))
+
+    def mark_removed(self, content_ids: Sequence[str]) -> int:
+        now = self._clock()
+        with self.db.transaction() as s:
+            items = s.scalars(select(ContentItem).where(
+                ContentItem.content_id.in_(list(content_ids)),
+                ContentItem.removed_at.is_(None))).all()
+            for item in items:
+                item.removed_at = now
+            return len(items)
+
+    def sync(self) -> int:
+        """Load hash rows registered since the last sync (by any process)."""
+        with self._lock:
+            loaded = 0
+            while True:
+                with self.db.transaction() as s:
+                    rows = s.execute(select(ContentHash.id, ContentHash.pdq)
+                                     .where(ContentHash.id > self._watermark)
+                                     .order_by(ContentHash.id).limit(_PAGE)).all()
+                if not rows:
+                    return loaded
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                self._index.add(ids, from_hex([r[1] for r in rows]))
+                self._watermark = int(ids[-1])
+                loaded += len(rows)
+
+    @property
+    def size(self) -> int:
+        return len(self._index)
+
+
+def _chunks(values: list[int], size: int) -> list[list[int]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
