@@ -36,15 +36,20 @@ def ensure_account(session: Session, account_id: str, now: datetime, *, lock: bo
 
 
 def load_standing(session: Session, account_id: str, now: datetime) -> Standing:
+    # Plain column selects: this runs on every request of a known account.
     strikes = [
-        StrikeEntry(s.clause, s.weight, s.created_at, s.expires_at, s.revoked_at)
-        for s in session.scalars(
-            select(Strike).where(Strike.account_id == account_id, Strike.expires_at > now)
-        )
+        StrikeEntry(*row)
+        for row in session.execute(
+            select(Strike.clause, Strike.weight, Strike.created_at, Strike.expires_at,
+                   Strike.revoked_at)
+            .where(Strike.account_id == account_id, Strike.expires_at > now))
     ]
     suspensions = [
-        SuspensionEntry(s.clause, s.reason, s.starts_at, s.ends_at, s.lifted_at)
-        for s in session.scalars(select(Suspension).where(Suspension.account_id == account_id))
+        SuspensionEntry(*row)
+        for row in session.execute(
+            select(Suspension.clause, Suspension.reason, Suspension.starts_at,
+                   Suspension.ends_at, Suspension.lifted_at)
+            .where(Suspension.account_id == account_id))
     ]
     return derive_standing(account_id, strikes, suspensions, now)
 

@@ -77,6 +77,14 @@ def derive_standing(
     return Standing(account_id, AccountStatus.ACTIVE, active, None, None)
 
 
+def costs_anything(ruling: Ruling, policy: Policy) -> bool:
+    """Whether the ruling can strike or suspend: only then must the account be locked."""
+    if ruling.decision != "block":
+        return False
+    clause = policy.clause(ruling.clause)
+    return clause.strike_weight > 0 or clause.permanent_suspension
+
+
 @dataclass(frozen=True)
 class Consequence:
     """What a ruling costs the account. Nothing at all for allow and review."""
@@ -86,6 +94,7 @@ class Consequence:
     suspend_until: datetime | None = None
     permanent: bool = False
     suspension_reason: str | None = None
+    suspension_clause: str | None = None
     # A CS-1 ruling that rests only on a challenge-age estimate (a face that looks 18-24)
     # is refused and struck like II-1, but the permanent suspension waits for a human.
     pending_review: bool = False
@@ -108,7 +117,8 @@ def consequence_of(ruling: Ruling, before: Standing, policy: Policy, now: dateti
             return _threshold_consequence(weight, before, policy, now, expires, ruling.clause,
                                           pending_review=True)
         return Consequence(strike_weight=0, permanent=True,
-                           suspension_reason=f"{ruling.clause}: {clause.title}")
+                           suspension_reason=f"{ruling.clause}: {clause.title}",
+                           suspension_clause=ruling.clause)
     if clause.strike_weight == 0:
         return Consequence()
     return _threshold_consequence(clause.strike_weight, before, policy, now, expires, ruling.clause)
@@ -133,9 +143,26 @@ def _threshold_consequence(
     reason = f"{total} active strikes (latest under {clause_id})"
     if rule.permanent:
         return Consequence(weight, expires, permanent=True, suspension_reason=reason,
-                           pending_review=pending_review)
+                           suspension_clause=clause_id, pending_review=pending_review)
     until = now + timedelta(days=rule.days or 0)
     if before.suspended_until is not None and before.suspended_until >= until:
         return Consequence(weight, expires, pending_review=pending_review)
     return Consequence(weight, expires, suspend_until=until, suspension_reason=reason,
-                       pending_review=pending_review)
+                       suspension_clause=clause_id, pending_review=pending_review)
+
+
+def standing_after(before: Standing, consequence: Consequence) -> Standing:
+    """The standing once ``consequence`` is recorded (same result as re-deriving it)."""
+    strikes = before.active_strikes + consequence.strike_weight
+    if before.status is AccountStatus.PERMANENTLY_SUSPENDED or consequence.permanent:
+        clause = before.suspension_clause if before.status is \
+            AccountStatus.PERMANENTLY_SUSPENDED else consequence.suspension_clause
+        return Standing(before.account_id, AccountStatus.PERMANENTLY_SUSPENDED, strikes, None,
+                        clause)
+    ends = [t for t in (before.suspended_until, consequence.suspend_until) if t is not None]
+    if not ends:
+        return Standing(before.account_id, AccountStatus.ACTIVE, strikes, None, None)
+    until = max(ends)
+    clause = (consequence.suspension_clause if until == consequence.suspend_until
+              else before.suspension_clause)
+    return Standing(before.account_id, AccountStatus.SUSPENDED, strikes, until, clause)

@@ -24,7 +24,13 @@ from sqlalchemy.exc import IntegrityError
 
 from consentry.config import Settings
 from consentry.enforcement.ledger import ensure_account, load_standing, record_consequence
-from consentry.enforcement.standing import Consequence, Standing, consequence_of
+from consentry.enforcement.standing import (
+    Consequence,
+    Standing,
+    consequence_of,
+    costs_anything,
+    standing_after,
+)
 from consentry.gate.errors import InvalidRequest
 from consentry.gate.verdict import (
     AccountState,
@@ -116,7 +122,10 @@ class Gate:
                     ReasonCode.ACCOUNT_SUSPENDED,
                     f"the account is {standing.status.value.replace('_', ' ')}",
                     kind=standing.suspension_clause),))
-                return self._record("generation", ruling, prompt, images, account, key, started)
+                return self._record("generation", ruling, prompt, images, account, key, started,
+                                    standing)
+        else:
+            standing = None
 
         decoded = [_decode(i, data) for i, data in enumerate(images)]
         try:
@@ -129,7 +138,8 @@ class Gate:
         else:
             ruling = evaluate(analysis.prompt, analysis.images, self.policy,
                               allow_adult_content=self.settings.allow_adult_content)
-        return self._record("generation", ruling, prompt, images, account, key, started)
+        return self._record("generation", ruling, prompt, images, account, key, started,
+                            standing)
 
     def account_state(self, account_id: str) -> AccountState:
         account_id = _validate_token(account_id, "account", MAX_ACCOUNT_ID) or ""
@@ -185,29 +195,39 @@ class Gate:
         account: str | None,
         key: str | None,
         started: float,
+        standing: Standing | None,
     ) -> Verdict:
+        """Record the check and apply its consequence in one transaction.
+
+        ``standing`` is the account as read before analysis; it is read again under a
+        row lock only when the ruling can cost the account something, so that concurrent
+        refusals always count against the latest total.
+        """
         now = self._clock()
         check_id = f"chk_{uuid.uuid4().hex}"
         digests = [hashlib.sha256(b).hexdigest() for b in images]
         keep_evidence = ruling.decision != "allow"
+        consequence = Consequence()
         try:
             with self.db.transaction() as session:
-                consequence, standing = Consequence(), None
                 if account:
-                    ensure_account(session, account, now, lock=True)
-                    before = load_standing(session, account, now)
-                    consequence = consequence_of(ruling, before, self.policy, now)
-                record = CheckRecord(
+                    costly = costs_anything(ruling, self.policy)
+                    ensure_account(session, account, now, lock=costly)
+                    if costly or standing is None:
+                        standing = load_standing(session, account, now)
+                    consequence = consequence_of(ruling, standing, self.policy, now)
+                    standing = standing_after(standing, consequence)
+                verdict = self._verdict(check_id, kind, ruling, consequence, standing, now)
+                session.add(CheckRecord(
                     id=check_id, kind=kind, account_id=account, idempotency_key=key,
-                    created_at=now, decision=ruling.decision,
-                    category=self.policy.clause(ruling.clause).category, clause=ruling.clause,
-                    policy_version=self.policy.version,
+                    created_at=now, decision=ruling.decision, category=verdict.category,
+                    clause=ruling.clause, policy_version=self.policy.version,
                     prompt=prompt if keep_evidence else None,
                     prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else None,
-                    image_sha256=digests, verdict={}, latency_ms=0.0,
-                )
-                session.add(record)
-                session.flush()
+                    image_sha256=digests, verdict=verdict.model_dump(mode="json"),
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                ))
+                session.flush()  # the media and strike rows refer to this row
                 if keep_evidence:
                     session.add_all(CheckMedia(check_id=check_id, position=i, sha256=d,
                                                content=data)
@@ -216,11 +236,6 @@ class Gate:
                 if account:
                     record_consequence(session, account, ruling.clause, consequence, check_id,
                                        now)
-                    session.flush()
-                    standing = load_standing(session, account, now)
-                verdict = self._verdict(check_id, kind, ruling, consequence, standing, now)
-                record.verdict = verdict.model_dump(mode="json")
-                record.latency_ms = (time.perf_counter() - started) * 1000
         except IntegrityError:
             # A concurrent retry with the same idempotency key won the race: answer as it did.
             if account and key and (replayed := self._replay(account, key)) is not None:

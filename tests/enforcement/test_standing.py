@@ -87,3 +87,21 @@ def test_suspension_status_is_derived_from_history():
     perm = SuspensionEntry("CS-1", "cs", NOW, None)
     assert derive_standing("a", [], [temp, perm], NOW).status is \
         AccountStatus.PERMANENTLY_SUSPENDED
+
+
+def test_standing_after_a_consequence_equals_rederiving_it():
+    from consentry.enforcement.standing import standing_after
+
+    for n in range(6):
+        for clause in ("II-1", "II-3", "CS-1"):
+            history = strikes(n)
+            before = derive_standing("acct", history, [], NOW)
+            c = consequence_of(Ruling("block", clause, (), minor_evidence=MinorEvidence.STATED),
+                               before, POLICY, NOW)
+            new_strikes = history + ([StrikeEntry(clause, c.strike_weight, NOW,
+                                                  c.strike_expires_at)]
+                                     if c.strike_weight else [])
+            new_susp = [SuspensionEntry(clause, "r", NOW, None if c.permanent
+                                        else c.suspend_until)] if c.suspends else []
+            assert standing_after(before, c) == derive_standing("acct", new_strikes, new_susp,
+                                                                NOW), (n, clause)
