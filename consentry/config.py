@@ -24,6 +24,8 @@ class Settings:
     # content of fictional adults (with a label). Default: block.
     allow_adult_content: bool = False
     analysis_timeout_s: float = 10.0
+    # Save the bank match index under data_dir so a restart replays only newer changes.
+    persist_index: bool = True
 
     @property
     def resolved_database_url(self) -> str:

@@ -77,10 +77,10 @@ def analyser():
 
 
 @pytest.fixture
-def gate(db: Database, analyser, clock: Clock):
+def gate(db: Database, analyser, clock: Clock, tmp_path: Path):
     from consentry.gate import Gate
 
-    g = Gate(db, settings=Settings(), analyser=analyser, clock=clock)
+    g = Gate(db, settings=Settings(data_dir=tmp_path), analyser=analyser, clock=clock)
     yield g
     g.close()
 

@@ -22,9 +22,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from consentry.banks.services import BankServices, entry_hashes
 from consentry.config import Settings
 from consentry.enforcement.ledger import ensure_account, load_standing, record_consequence
 from consentry.enforcement.standing import (
+    AccountStatus,
     Consequence,
     Standing,
     consequence_of,
@@ -39,8 +41,18 @@ from consentry.gate.verdict import (
     PolicyCitation,
     Verdict,
 )
-from consentry.policy import Policy, Reason, ReasonCode, Ruling, evaluate, load_policy
+from consentry.policy import (
+    KnownMatch,
+    Policy,
+    Reason,
+    ReasonCode,
+    Ruling,
+    evaluate,
+    evaluate_media,
+    load_policy,
+)
 from consentry.signals.findings import ImageFindings, PromptFindings
+from consentry.signals.hashing import Fingerprint, fingerprint
 from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected, decode_image
 from consentry.signals.prompt import analyse_prompt
 from consentry.store import Database
@@ -74,6 +86,7 @@ class Gate:
         settings: Settings | None = None,
         policy: Policy | None = None,
         analyser: ImageAnalyser | None = None,
+        banks: BankServices | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings or Settings()
@@ -81,6 +94,7 @@ class Gate:
         self.policy = policy or load_policy(self.settings.policy_path)
         self._analyser = analyser
         self._analyser_lock = threading.Lock()
+        self._banks = banks
         self._clock = clock
         self._pool = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="consentry-analysis"
@@ -141,6 +155,47 @@ class Gate:
         return self._record("generation", ruling, prompt, images, account, key, started,
                             standing)
 
+    def check_upload(
+        self,
+        image: bytes,
+        account: str | None = None,
+        content_id: str | None = None,
+        *,
+        url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Verdict:
+        """Decide an upload: bank match (known CSAM, victims' hashes, own refusals) and
+        image analysis. An upload that is not refused joins the content index under
+        ``content_id`` so that later bank entries sweep it."""
+        return self._check_media("upload", image, account, content_id, url, idempotency_key,
+                                 source=None)
+
+    def check_output(
+        self,
+        image: bytes,
+        generation_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Verdict:
+        """Decide a generated image before it is shown. ``generation_id`` is the verdict id
+        of the generation check that let the request run: it ties the output to the
+        account and tells whether it was made from a photo of a real person. A refused
+        output is hashed into the own-refusals bank (block once, block everywhere)."""
+        source = self._generation(generation_id) if generation_id else None
+        account = source.account_id if source else None
+        return self._check_media("output", image, account, generation_id, None,
+                                 idempotency_key, source=source)
+
+    @property
+    def banks(self) -> BankServices:
+        if self._banks is None:
+            with self._analyser_lock:
+                if self._banks is None:
+                    self._banks = BankServices.open(
+                        self.db, index_dir=self.settings.data_dir / "bank-index"
+                        if self.settings.persist_index else None)
+        return self._banks
+
     def account_state(self, account_id: str) -> AccountState:
         account_id = _validate_token(account_id, "account", MAX_ACCOUNT_ID) or ""
         with self.db.transaction() as session:
@@ -153,6 +208,8 @@ class Gate:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._banks is not None:
+            self._banks.close()
 
     @property
     def image_analyser(self) -> ImageAnalyser:
@@ -180,6 +237,89 @@ class Gate:
             raise TimeoutError("image analysis overran its time limit") from exc
         return _Analysis(prompt_findings, found)
 
+    def _check_media(
+        self,
+        kind: str,
+        image: bytes,
+        account: str | None,
+        content_id: str | None,
+        url: str | None,
+        idempotency_key: str | None,
+        *,
+        source: CheckRecord | None,
+    ) -> Verdict:
+        started = time.perf_counter()
+        if not isinstance(image, bytes | bytearray):
+            raise InvalidRequest("missing_image", "an image is required", field="image")
+        image = bytes(image)
+        account = _validate_token(account, "account", MAX_ACCOUNT_ID)
+        content_id = _validate_token(content_id, "content_id", MAX_ACCOUNT_ID)
+        key = _validate_token(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
+        if account and key and (replayed := self._replay(account, key)) is not None:
+            return replayed
+        decoded = _decode(0, image)
+        try:
+            fp, findings, matches = self._analyse_media(image, decoded)
+        except InvalidRequest:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
+            log.warning("media analysis failed, refusing (FC-1): %s", type(exc).__name__)
+            ruling = Ruling("block", "FC-1", (Reason(
+                ReasonCode.ANALYSIS_UNAVAILABLE, "the safety analysis could not be completed",
+                kind=type(exc).__name__),))
+            return self._record(kind, ruling, None, [image], account, key, started, None)
+        real_person_source = bool(source) and any(
+            r.get("code") == ReasonCode.REAL_PERSON_IN_PHOTO for r in source.verdict["reasons"])
+        ruling = evaluate_media(matches, findings, self.policy,
+                                real_person_source=real_person_source,
+                                allow_adult_content=self.settings.allow_adult_content)
+        standing = None
+        if ruling.decision == "allow" and account:
+            with self.db.transaction() as session:
+                standing = load_standing(session, account, self._clock())
+            if standing.status is AccountStatus.PERMANENTLY_SUSPENDED:
+                ruling = Ruling("block", "EN-1", (Reason(
+                    ReasonCode.ACCOUNT_SUSPENDED, "the account is permanently suspended",
+                    kind=standing.suspension_clause),))
+        # Known child abuse is never shown to anyone: keep its hashes, not its bytes.
+        evidence = [] if ruling.clause == "KM-1" else [image]
+        verdict = self._record(kind, ruling, None, evidence, account, key, started, standing,
+                               digests=[fp.hashes.sha256 or ""])
+        if ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}:
+            if kind == "output" and not matches:
+                self.banks.bank_refusal(fp, ruling.clause, check_id=verdict.id)
+        elif content_id:
+            self.banks.content.register(content_id, kind, entry_hashes(fp),
+                                        account_id=account, url=url)
+        return verdict
+
+    def _analyse_media(
+        self, image: bytes, decoded: DecodedImage
+    ) -> tuple[Fingerprint, ImageFindings, list[KnownMatch]]:
+        deadline = time.monotonic() + self.settings.analysis_timeout_s
+        analysis = self._pool.submit(self.image_analyser.analyse, 0, decoded)
+        try:
+            fp = fingerprint(image)
+        except ImageRejected as exc:
+            analysis.cancel()
+            raise InvalidRequest(exc.code, f"image: {exc}", field="image",
+                                 too_large=exc.too_large) from exc
+        found = self.banks.matcher.match(fp.hashes.md5, fp.query_array())
+        matches = [KnownMatch(m.bank, m.category, m.clause, m.entry_id, m.signal, m.distance)
+                   for m in found if m.bank_kind == "block"]
+        try:
+            findings = analysis.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout as exc:
+            analysis.cancel()
+            raise TimeoutError("image analysis overran its time limit") from exc
+        return fp, findings, matches
+
+    def _generation(self, generation_id: str) -> CheckRecord | None:
+        generation_id = _validate_token(generation_id, "generation_id", MAX_ACCOUNT_ID) or ""
+        with self.db.transaction() as session:
+            record = session.get(CheckRecord, generation_id)
+        return record if record is not None and record.kind == "generation" else None
+
     def _replay(self, account: str, key: str) -> Verdict | None:
         with self.db.transaction() as session:
             stored = session.scalars(select(CheckRecord.verdict).where(
@@ -196,6 +336,8 @@ class Gate:
         key: str | None,
         started: float,
         standing: Standing | None,
+        *,
+        digests: Sequence[str] | None = None,
     ) -> Verdict:
         """Record the check and apply its consequence in one transaction.
 
@@ -205,7 +347,8 @@ class Gate:
         """
         now = self._clock()
         check_id = f"chk_{uuid.uuid4().hex}"
-        digests = [hashlib.sha256(b).hexdigest() for b in images]
+        kept = [hashlib.sha256(b).hexdigest() for b in images]
+        digests = list(digests) if digests is not None else kept
         keep_evidence = ruling.decision != "allow"
         consequence = Consequence()
         try:
@@ -231,7 +374,7 @@ class Gate:
                 if keep_evidence:
                     session.add_all(CheckMedia(check_id=check_id, position=i, sha256=d,
                                                content=data)
-                                    for i, (d, data) in enumerate(zip(digests, images,
+                                    for i, (d, data) in enumerate(zip(kept, images,
                                                                       strict=True)))
                 if account:
                     record_consequence(session, account, ruling.clause, consequence, check_id,

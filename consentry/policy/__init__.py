@@ -1,11 +1,12 @@
 """The policy (versioned YAML) and its evaluation: findings -> ruling."""
 
 from consentry.policy.document import Clause, Policy, PolicyError, load_policy
-from consentry.policy.evaluate import MinorEvidence, Ruling, evaluate
+from consentry.policy.evaluate import KnownMatch, MinorEvidence, Ruling, evaluate, evaluate_media
 from consentry.policy.reasons import Reason, ReasonCode
 
 __all__ = [
     "Clause",
+    "KnownMatch",
     "MinorEvidence",
     "Policy",
     "PolicyError",
@@ -13,5 +14,6 @@ __all__ = [
     "ReasonCode",
     "Ruling",
     "evaluate",
+    "evaluate_media",
     "load_policy",
 ]

@@ -203,4 +203,67 @@ def evaluate(
                kind=f.cue.value, span=f.span, rule=f.rule)
         for f in prompt.benign
     ]
-    return Ruling("allow", "OK-1", tuple(benign))
+    # Faces are listed on an allow too: an output check later needs to know the request
+    # edited a photo of a real person.
+    return Ruling("allow", "OK-1", (*_faces(images), *benign))
+
+
+@dataclass(frozen=True)
+class KnownMatch:
+    """A bank match as the policy sees it (the bank layer sits above the policy)."""
+
+    bank: str
+    category: str
+    clause: str
+    entry_id: int
+    signal: str
+    distance: int
+
+
+_CLAUSE_SEVERITY = ("KM-1", "CS-1", "II-3", "II-1", "II-2", "SX-1")
+
+
+def _match_reason(m: KnownMatch) -> Reason:
+    how = "identical file" if m.signal == "md5" else f"PDQ distance {m.distance}"
+    return Reason(ReasonCode.HASH_MATCH, f"matches entry {m.entry_id} of bank {m.bank} ({how})",
+                  kind=m.category, bank=m.bank, distance=m.distance, rule=f"{m.signal}")
+
+
+def evaluate_media(
+    matches: Sequence[KnownMatch],
+    image: ImageFindings,
+    policy: Policy,
+    *,
+    real_person_source: bool = False,
+    allow_adult_content: bool = False,
+) -> Ruling:
+    """Decide an uploaded image or a generated output from its bank matches and analysis.
+
+    ``real_person_source``: the output was generated from a photo of a real person.
+    """
+    # Known abuse first: a block-bank match decides, most severe clause first.
+    for clause_id in _CLAUSE_SEVERITY:
+        hits = [m for m in matches if m.clause == clause_id]
+        if hits:
+            return Ruling("block", clause_id, tuple(_match_reason(m) for m in hits))
+
+    intimate = _intimate_inputs([image], policy)
+    if not intimate:
+        return Ruling("allow", "OK-1", ())
+    young = _young_faces([image], policy)
+    if young:
+        under_18 = any(r.estimated_age < policy.estimated_minor_age for r in young)  # type: ignore[operator]
+        evidence = MinorEvidence.ESTIMATED if under_18 else MinorEvidence.CHALLENGE_AGE
+        return Ruling("block", "CS-1", (*young, *intimate), None, evidence)
+    faces = _faces([image])
+    if faces and real_person_source:
+        return Ruling("block", "II-1", (*faces, *intimate))
+    if faces and allow_adult_content:
+        # Adult nudity is allowed here, but this shows a real person whose consent the
+        # system cannot see.
+        return Ruling("review", "RV-1", (*faces, *intimate))
+    if allow_adult_content:
+        reason = Reason(ReasonCode.ADULT_CONTENT_ALLOWED, "explicit content of adults is "
+                        "allowed on this platform for verified adults")
+        return Ruling("allow", "SX-1", (*intimate, reason), policy.clause("SX-1").allowed_label)
+    return Ruling("block", "SX-1", (*faces, *intimate))

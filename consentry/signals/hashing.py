@@ -377,10 +377,48 @@ def _canonical(p: _Prepared, crops: Sequence[float], *, dihedral: bool) -> list[
     return out
 
 
+@dataclass(frozen=True)
+class Fingerprint:
+    """Everything a bank or the content index needs from one image, decoded once."""
+
+    hashes: ImageHashes
+    ingest: tuple[PdqHash, ...]  # to store: ``ingest_hashes``
+    query: tuple[PdqHash, ...]  # to search with: ``query_hashes``
+
+    def query_array(self) -> np.ndarray:
+        """The query hashes as a (n, 32) uint8 array for ``PDQIndex.search``."""
+        return np.stack([h.array for h in self.query]) if self.query else \
+            np.empty((0, PDQ_BYTES), np.uint8)
+
+
+def fingerprint(image: bytes | Image.Image) -> Fingerprint:
+    """Exact hashes, ingest hashes and query hashes of one image, decoding it once."""
+    p, data = _prepare(image)
+    return Fingerprint(_image_hashes(p, data), tuple(_ingest(p)), tuple(_query(p)))
+
+
 def image_hashes(image: bytes | Image.Image) -> ImageHashes:
     """MD5 and SHA-256 of the bytes (when given bytes) and the Meta-compatible PDQ of the
     border-trimmed pixels (``None`` when its quality is below ``MIN_PDQ_QUALITY``)."""
-    p, data = _prepare(image)
+    return _image_hashes(*_prepare(image))
+
+
+def ingest_hashes(image: bytes | Image.Image) -> list[PdqHash]:
+    """The PDQ hashes to store in the match index for a banked image: Meta's ``full`` hash
+    and the ``cropNN`` ladder of ``INGEST_CROPS`` (6 hashes; 12 when a border was trimmed),
+    less any below ``MIN_PDQ_QUALITY``."""
+    return _ingest(_prepare(image)[0])
+
+
+def query_hashes(image: bytes | Image.Image) -> list[PdqHash]:
+    """The PDQ hashes to search the index with for an upload: the eight rotations/mirrors
+    of Meta's ``full`` hash and of each ``QUERY_CROPS`` crop (24 hashes; 48 when a border
+    was trimmed), less any below ``MIN_PDQ_QUALITY``. An upload matches a banked image
+    when any (query, stored) pair is within ``PDQ_MATCH_DISTANCE``."""
+    return _query(_prepare(image)[0])
+
+
+def _image_hashes(p: _Prepared, data: bytes | None) -> ImageHashes:
     full = pdq_of_array(p.rgb(p.boxes[0][1]))
     return ImageHashes(
         md5=hashlib.md5(data).hexdigest() if data is not None else None,
@@ -390,11 +428,7 @@ def image_hashes(image: bytes | Image.Image) -> ImageHashes:
     )
 
 
-def ingest_hashes(image: bytes | Image.Image) -> list[PdqHash]:
-    """The PDQ hashes to store in the match index for a banked image: Meta's ``full`` hash
-    and the ``cropNN`` ladder of ``INGEST_CROPS`` (6 hashes; 12 when a border was trimmed),
-    less any below ``MIN_PDQ_QUALITY``."""
-    p, _ = _prepare(image)
+def _ingest(p: _Prepared) -> list[PdqHash]:
     out: list[PdqHash] = []
     for prefix, box in p.boxes:
         full = pdq_of_array(p.rgb(box), _name(prefix, "full"))
@@ -403,12 +437,7 @@ def ingest_hashes(image: bytes | Image.Image) -> list[PdqHash]:
     return out + _canonical(p, INGEST_CROPS, dihedral=False)
 
 
-def query_hashes(image: bytes | Image.Image) -> list[PdqHash]:
-    """The PDQ hashes to search the index with for an upload: the eight rotations/mirrors
-    of Meta's ``full`` hash and of each ``QUERY_CROPS`` crop (24 hashes; 48 when a border
-    was trimmed), less any below ``MIN_PDQ_QUALITY``. An upload matches a banked image
-    when any (query, stored) pair is within ``PDQ_MATCH_DISTANCE``."""
-    p, _ = _prepare(image)
+def _query(p: _Prepared) -> list[PdqHash]:
     out: list[PdqHash] = []
     for prefix, box in p.boxes:
         full = pdq_dihedral_of_array(p.rgb(box), _name(prefix, "full"))
