@@ -32,6 +32,18 @@ _NEUTRALISING_CUES = frozenset({BenignCue.OBJECT_TARGET, BenignCue.CLOTHED})
 _IDENTIFYING_CUES = frozenset({PersonCue.NAME, PersonCue.HANDLE, PersonCue.RELATION})
 
 
+_CONCEPT_WORDS = {
+    Concept.SUGGESTIVE: "a sexualised look",
+    Concept.REVEALING: "revealing clothing (swimwear, underwear or similar)",
+    Concept.SHEER: "see-through or wet clothing",
+    Concept.UNDRESS: "clothing to be removed or reduced",
+    Concept.NUDITY: "nudity",
+    Concept.SEXUAL_POSE: "a sexual pose",
+    Concept.SEXUAL_ACT: "a sexual act",
+    Concept.NSFW: "an explicit version",
+}
+
+
 class MinorEvidence(StrEnum):
     """How sure the minor finding is; enforcement treats an age estimate with care."""
 
@@ -53,7 +65,7 @@ def _sexual_reasons(prompt: PromptFindings, concepts: frozenset[Concept]) -> lis
     return [
         Reason(
             ReasonCode.SEXUALISING_REQUEST,
-            f"the request asks for {f.concept.value.replace('_', ' ')}",
+            f"the request asks for {_CONCEPT_WORDS[f.concept]}",
             kind=f.concept.value,
             span=f.span,
             rule=f.rule,
