@@ -21,6 +21,7 @@ KEY_PREFIX = "csk_"
 class Scope(StrEnum):
     CHECK = "check"  # call the gate: /v1/check/*
     ACCOUNTS_READ = "accounts:read"  # read account standing
+    BANKS = "banks"  # administer hash banks: /v1/banks/*
     ADMIN = "admin"  # everything
 
 

@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
+from collections.abc import Iterable, Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from consentry.access import Scope, create_api_key, revoke_api_key
+from consentry.banks.exchanges import (
+    Exchange,
+    ExchangeError,
+    HmaCsvExchange,
+    NCMECExchange,
+    StopNCIIExchange,
+    hma_csv,
+)
+from consentry.banks.registry import (
+    BankCategory,
+    BankError,
+    BankKind,
+    BankRegistry,
+    DuplicateEntry,
+    EntryInfo,
+    ExchangeImport,
+    ImportCounts,
+)
+from consentry.banks.services import BankServices, entry_hashes
+from consentry.banks.sweep import active_entries, entry_in_bank, sweep_entry
 from consentry.config import Settings
 from consentry.gate import Gate, InvalidRequest, Verdict
+from consentry.signals.hashing import Fingerprint, fingerprint
+from consentry.signals.image import ImageRejected
 from consentry.store import Database
 
 app = typer.Typer(help="Consentry: refuse non-consensual intimate imagery and any "
@@ -20,9 +48,12 @@ app = typer.Typer(help="Consentry: refuse non-consensual intimate imagery and an
 check_app = typer.Typer(help="Check requests against the policy.", no_args_is_help=True)
 key_app = typer.Typer(help="Manage API keys for services.", no_args_is_help=True)
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
+bank_app = typer.Typer(help="Hash banks: known abuse, victims' hashes, own refusals.",
+                       no_args_is_help=True)
 app.add_typer(check_app, name="check")
 app.add_typer(key_app, name="apikey")
 app.add_typer(db_app, name="db")
+app.add_typer(bank_app, name="bank")
 
 err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
@@ -198,6 +229,314 @@ def account_show(account_id: Annotated[str, typer.Argument()]) -> None:
         raise _fail(str(exc)) from exc
     finally:
         gate.close()
+
+
+# -- hashes and banks ------------------------------------------------------------------
+#
+# Per-image commands (hash, bank add, match) write one JSON line per image, in order; an
+# image that cannot be read or hashed yields {"image", "error": {"code", "message"}} and
+# the rest go on. The exit code is 2 only when no image succeeded.
+
+EXIT_EXCHANGE_FAILED = 1
+
+
+def _actor() -> str:
+    """Who made a bank change from the command line, for the bank event log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "cli"
+
+
+def _warn(message: str) -> None:
+    # soft_wrap: a message is one line however narrow the terminal (scripts grep it).
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+
+
+def _refuse(message: str) -> typer.Exit:
+    _warn(message)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _line(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _image_error(path: Path, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"image": str(path), "error": {"code": code, "message": message, **extra}}
+
+
+def _fingerprints(paths: list[Path]) -> Iterator[tuple[Path, Fingerprint | dict[str, Any]]]:
+    """Each image's fingerprint, or the error line for it."""
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            yield path, _image_error(path, "unreadable_image",
+                                     f"cannot read {path}: {exc.strerror}")
+            continue
+        try:
+            yield path, fingerprint(data)
+        except ImageRejected as exc:
+            yield path, _image_error(path, exc.code, f"{path}: {exc}")
+
+
+def _finish(ok: int, total: int) -> None:
+    if total and not ok:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _banks() -> BankServices:
+    """Registry, matcher and content index over the configured database. The match index
+    is built in memory: a running server may be saving the persisted one."""
+    return BankServices.open(_database())
+
+
+@app.command("hash")
+def hash_images(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON line per image")] = False,
+) -> None:
+    """Hash images: PDQ (as Meta, StopNCII and HMA write it), its quality, MD5, SHA-256."""
+    ok = 0
+    for path, fp in _fingerprints(images):
+        if isinstance(fp, dict):
+            out = fp
+        else:
+            h = fp.hashes
+            ok += 1
+            out = {"image": str(path), "pdq": h.pdq.hex if h.pdq else None,
+                   "quality": h.pdq_quality, "md5": h.md5, "sha256": h.sha256}
+        if as_json:
+            _line(out)
+        elif "error" in out:
+            _warn(out['error']['message'])
+        else:
+            typer.echo(f"{out['image']}\tpdq={out['pdq'] or '-'}\tquality={out['quality']}"
+                       f"\tmd5={out['md5']}")
+    _finish(ok, len(images))
+
+
+@bank_app.command("create")
+def bank_create(
+    name: Annotated[str, typer.Argument(help="a-z, 0-9, '_', '-', '.'")],
+    kind: Annotated[BankKind, typer.Option(help="block banks refuse matches; allow banks "
+                                                "hold known benign collisions")],
+    category: Annotated[BankCategory, typer.Option(
+        help="decides the clause a match is judged under (csam: KM-1, ncii: II-3, ...)")],
+    description: Annotated[str, typer.Option(help="what the bank holds")] = "",
+) -> None:
+    """Create a bank; prints it as JSON."""
+    try:
+        info = BankRegistry(_database()).create(name, kind, category,
+                                                description=description, actor=_actor())
+    except BankError as exc:
+        raise _refuse(str(exc)) from exc
+    typer.echo(json.dumps(info.to_dict()))
+
+
+@bank_app.command("list")
+def bank_list(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON line per bank")] = False,
+) -> None:
+    """List banks with their active entry counts."""
+    banks = BankRegistry(_database()).list()
+    if as_json:
+        for info in banks:
+            _line(info.to_dict())
+        return
+    table = Table("name", "kind", "category", "clause", "enabled", "active entries")
+    for b in banks:
+        table.add_row(b.name, b.kind.value, b.category.value, b.clause,
+                      "yes" if b.enabled else "no", str(b.active_entries))
+    Console().print(table)
+
+
+def _set_bank_enabled(name: str, enabled: bool) -> None:
+    try:
+        info = BankRegistry(_database()).set_enabled(name, enabled, actor=_actor())
+    except BankError as exc:
+        raise _refuse(str(exc)) from exc
+    typer.echo(json.dumps(info.to_dict()))
+
+
+@bank_app.command("disable")
+def bank_disable(name: Annotated[str, typer.Argument()]) -> None:
+    """Stop a bank matching (its entries are kept)."""
+    _set_bank_enabled(name, False)
+
+
+@bank_app.command("enable")
+def bank_enable(name: Annotated[str, typer.Argument()]) -> None:
+    """Let a disabled bank match again."""
+    _set_bank_enabled(name, True)
+
+
+@bank_app.command("add")
+def bank_add(
+    bank: Annotated[str, typer.Argument(help="the bank's name")],
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON line per image")] = False,
+    takedown_case: Annotated[str | None, typer.Option(help="the case that banked it")] = None,
+) -> None:
+    """Bank images. Lines: {"image", "entry", "pdq", "quality", "md5"}; an image already in
+    the bank gives an error line with code "duplicate_entry" and the existing "entry" (it
+    does not make the command fail)."""
+    registry = BankRegistry(_database())
+    try:
+        registry.get(bank)
+    except BankError as exc:
+        raise _refuse(str(exc)) from exc
+    ok = 0
+    for path, fp in _fingerprints(images):
+        out = fp if isinstance(fp, dict) else None
+        if out is None:
+            assert not isinstance(fp, dict)
+            hashes = entry_hashes(fp)
+            try:
+                entry = registry.add_entry(bank, hashes, source="manual", actor=_actor(),
+                                           takedown_case=takedown_case,
+                                           details={"file": path.name})
+            except DuplicateEntry as exc:
+                ok += 1  # already banked is the state asked for
+                out = _image_error(path, "duplicate_entry", str(exc), entry=exc.entry_id)
+            except BankError as exc:
+                out = _image_error(path, "unhashable_image", f"{path}: {exc}")
+            else:
+                ok += 1
+                out = {"image": str(path), "entry": entry.id, "pdq": hashes.pdq,
+                       "quality": hashes.pdq_quality, "md5": hashes.md5}
+        if as_json:
+            _line(out)
+        elif "error" in out:
+            _warn(out['error']['message'])
+        else:
+            typer.echo(f"{out['image']}: entry {out['entry']}")
+    _finish(ok, len(images))
+
+
+class ExchangeName(StrEnum):
+    STOPNCII = "stopncii"
+    NCMEC = "ncmec"
+    CSV = "csv"
+
+
+def _exchange(source: ExchangeName, file: Path | None) -> Exchange:
+    if source is ExchangeName.CSV:
+        env = dict(os.environ)
+        if file is not None:
+            env[hma_csv.ENV_PATH] = str(file)
+        return HmaCsvExchange.from_env(env)
+    if file is not None:
+        raise ExchangeError("--file is only for --from csv", exchange=source.value,
+                            kind="config")
+    if source is ExchangeName.STOPNCII:
+        return StopNCIIExchange.from_env()
+    return NCMECExchange.from_env()
+
+
+@bank_app.command("import")
+def bank_import(
+    bank: Annotated[str, typer.Argument(help="the bank to import into")],
+    source: Annotated[ExchangeName, typer.Option("--from", help="the hash list")],
+    file: Annotated[Path | None, typer.Option(
+        help="for --from csv: the HMA/ThreatExchange CSV (else CONSENTRY_HMA_CSV_PATH)")
+    ] = None,
+) -> None:
+    """Import (or catch up with) a hash list, from the last checkpoint. Credentials come
+    from the environment (docs/exchanges.md). A failure keeps every batch already applied
+    and its checkpoint: run the command again to resume. Prints the counts as JSON."""
+    importer = ExchangeImport(BankRegistry(_database()))
+    try:
+        importer.registry.get(bank)
+    except BankError as exc:
+        raise _refuse(str(exc)) from exc
+    counts = ImportCounts()
+    try:
+        exchange = _exchange(source, file)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                      TimeElapsedColumn(), console=err, transient=True) as progress:
+            task = progress.add_task(f"importing from {source.value}", total=None)
+
+            def show(total: ImportCounts) -> None:
+                for name, value in total.to_dict().items():  # kept for the error report
+                    setattr(counts, name, value)
+                progress.update(task, description=(
+                    f"{source.value}: {total.batches} batches, {total.added} added, "
+                    f"{total.removed} removed"))
+
+            importer.run(bank, exchange, actor=f"{_actor()}:{source.value}", progress=show)
+    except ExchangeError as exc:
+        _warn(str(exc))
+        if counts.batches:
+            err.print(f"{counts.batches} batches were applied before the failure and are "
+                      "kept; run the command again to resume", highlight=False, soft_wrap=True)
+        _line({"bank": bank, "exchange": source.value, **counts.to_dict(),
+               "error": {"code": exc.kind, "message": str(exc)}})
+        raise typer.Exit(EXIT_EXCHANGE_FAILED) from exc
+    _line({"bank": bank, "exchange": source.value, **counts.to_dict()})
+
+
+@app.command("match")
+def match_images(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON line per image")] = False,
+) -> None:
+    """Match images against every enabled bank (rotated, mirrored and cropped copies
+    too). Lines: {"image", "matches": [{"bank", "entry", "signal", "distance"}]}."""
+    services = _banks()  # one index for all images
+    ok = 0
+    for path, fp in _fingerprints(images):
+        if isinstance(fp, dict):
+            out = fp
+        else:
+            ok += 1
+            found = services.matcher.match(fp.hashes.md5, fp.query_array())
+            out = {"image": str(path), "matches": [
+                {"bank": m.bank, "entry": m.entry_id, "signal": m.signal,
+                 "distance": m.distance} for m in found]}
+        if as_json:
+            _line(out)
+        elif "error" in out:
+            _warn(out['error']['message'])
+        else:
+            found_text = ", ".join(f"{m['bank']}#{m['entry']} ({m['signal']} "
+                                   f"{m['distance']})" for m in out["matches"]) or "no match"
+            typer.echo(f"{out['image']}: {found_text}")
+    _finish(ok, len(images))
+
+
+@app.command("sweep")
+def sweep(
+    bank: Annotated[str | None, typer.Option(help="every active entry of this bank")] = None,
+    entry: Annotated[int | None, typer.Option(help="one entry")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON line per copy")] = False,
+) -> None:
+    """Registered content that banked images match: the copies to take down. Lines:
+    {"entry", "content_id", "distance"}."""
+    if bank is None and entry is None:
+        raise _refuse("give --bank NAME and/or --entry ID")
+    services = _banks()
+    try:
+        if entry is not None:
+            one = (entry_in_bank(services.registry, bank, entry) if bank is not None
+                   else services.registry.entry(entry))
+            entries: Iterable[EntryInfo] = [one]
+        else:
+            assert bank is not None
+            services.registry.get(bank)
+            entries = active_entries(services.registry, bank)
+        for item in entries:
+            for copy in sweep_entry(services.registry, services.content, item):
+                if as_json:
+                    _line({"entry": item.id, "content_id": copy.content_id,
+                           "distance": copy.distance})
+                else:
+                    typer.echo(f"entry {item.id}: {copy.content_id} (distance "
+                               f"{copy.distance})")
+    except BankError as exc:
+        raise _refuse(str(exc)) from exc
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ class Settings:
     analysis_timeout_s: float = 10.0
     # Save the bank match index under data_dir so a restart replays only newer changes.
     persist_index: bool = True
+    # Hosts the HMA-compatible endpoints may fetch ``?url=`` from (a host also admits its
+    # subdomains). Empty: URL fetching is off, so the server can never be made to reach
+    # internal addresses (SSRF).
+    hma_fetch_hosts: tuple[str, ...] = ()
 
     @property
     def resolved_database_url(self) -> str:
@@ -45,4 +49,7 @@ class Settings:
             allow_adult_content=env.get("CONSENTRY_ALLOW_ADULT_CONTENT", "").lower()
             in {"1", "true", "yes"},
             analysis_timeout_s=float(env.get("CONSENTRY_ANALYSIS_TIMEOUT_S", "10")),
+            hma_fetch_hosts=tuple(h.strip().lower() for h in
+                                  env.get("CONSENTRY_HMA_FETCH_HOSTS", "").split(",")
+                                  if h.strip()),
         )

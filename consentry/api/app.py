@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from consentry import __version__
 from consentry.api.auth import KeyCache
-from consentry.api.routers import accounts, check
+from consentry.api.routers import accounts, banks, check, hma, media
 from consentry.config import Settings
 from consentry.gate import Gate, InvalidRequest
 from consentry.store import Database
@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None) ->
                               "sexualisation of minors in generative-image platforms.")
     app.include_router(check.router)
     app.include_router(accounts.router)
+    app.include_router(media.router)
+    app.include_router(banks.router)
+    app.include_router(hma.router)
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)
     async def health() -> dict[str, str]:

@@ -257,7 +257,7 @@ class Gate:
         key = _validate_token(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
         if account and key and (replayed := self._replay(account, key)) is not None:
             return replayed
-        decoded = _decode(0, image)
+        decoded = _decode(None, image)
         try:
             fp, findings, matches = self._analyse_media(image, decoded)
         except InvalidRequest:
@@ -450,9 +450,13 @@ def _validate_token(value: str | None, field: str, limit: int) -> str | None:
     return value
 
 
-def _decode(index: int, data: bytes) -> DecodedImage:
+def _decode(index: int | None, data: bytes) -> DecodedImage:
+    """Decode one image; ``index`` is its position in a multi-image request (None for the
+    single image of an upload or output check)."""
     try:
         return decode_image(data)
     except ImageRejected as exc:
-        raise InvalidRequest(exc.code, f"image {index}: {exc}", field=f"images[{index}]",
+        where, field = ("image", "image") if index is None else (f"image {index}",
+                                                                  f"images[{index}]")
+        raise InvalidRequest(exc.code, f"{where}: {exc}", field=field,
                              too_large=exc.too_large) from exc

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from consentry.access import Scope
 from consentry.api.auth import require
+from consentry.api.routers._body import decode_base64, parse_json, require_json
 from consentry.gate import MAX_IMAGES, MAX_PROMPT_CHARS, InvalidRequest, Verdict
 
 router = APIRouter(prefix="/v1/check", tags=["check"])
@@ -41,14 +40,6 @@ _MULTIPART_SCHEMA = {
 }
 
 
-def _decode_base64(index: int, value: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidRequest("invalid_base64", f"image {index} is not valid base64",
-                             field=f"images[{index}]") from exc
-
-
 async def _read_request(request: Request) -> tuple[str, list[bytes], str | None]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -67,19 +58,13 @@ async def _read_request(request: Request) -> tuple[str, list[bytes], str | None]
                                  f"{MAX_IMAGES} are accepted per request", field="images")
         images = [await f.read() for f in files]  # type: ignore[union-attr]
         return prompt, images, account if isinstance(account, str) and account else None
-    if not content_type.startswith("application/json"):
-        raise InvalidRequest("unsupported_media_type", "send application/json or "
-                             "multipart/form-data", field="body")
-    try:
-        body = GenerationCheck.model_validate_json(await request.body())
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidRequest("invalid_body", f"{field}: {first['msg']}", field=field) from exc
+    require_json(content_type)
+    body = parse_json(GenerationCheck, await request.body())
     if len(body.images) > MAX_IMAGES:
         raise InvalidRequest("too_many_images", f"{len(body.images)} images sent; at most "
                              f"{MAX_IMAGES} are accepted per request", field="images")
-    return body.prompt, [_decode_base64(i, v) for i, v in enumerate(body.images)], body.account
+    images = [decode_base64(v, f"images[{i}]", f"image {i}") for i, v in enumerate(body.images)]
+    return body.prompt, images, body.account
 
 
 @router.post(

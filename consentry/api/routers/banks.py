@@ -1,0 +1,350 @@
+"""``/v1/banks``: hash-bank administration (scope ``banks``).
+
+Every change is recorded in the bank event log with the API key's name as the actor.
+Unknown banks and entries are 404, a duplicate entry 409 (naming the existing entry),
+malformed input 422 with the offending field: never a 500 for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from consentry.access import Principal, Scope
+from consentry.api.auth import require
+from consentry.api.routers._body import (
+    decode_base64,
+    form_file,
+    form_text,
+    is_multipart,
+    parse_json,
+    require_json,
+    validate,
+)
+from consentry.banks.registry import (
+    BankCategory,
+    BankError,
+    BankKind,
+    BankNotFound,
+    BankRegistry,
+    DuplicateEntry,
+    EntryHashes,
+)
+from consentry.banks.services import BankServices, entry_hashes
+from consentry.banks.sweep import entry_in_bank, sweep_entry
+from consentry.gate import InvalidRequest
+from consentry.signals.hashing import fingerprint
+from consentry.signals.image import ImageRejected
+
+router = APIRouter(prefix="/v1/banks", tags=["banks"])
+
+Admin = Annotated[Principal, Depends(require(Scope.BANKS))]
+T = TypeVar("T")
+
+MAX_DETAILS_BYTES = 16 * 1024
+MAX_TEXT = 200
+
+
+# -- shapes ---------------------------------------------------------------------------
+
+
+class BankView(BaseModel):
+    id: int
+    name: str
+    kind: BankKind
+    category: BankCategory
+    clause: str = Field(description="the policy clause a match in this bank is judged under")
+    description: str
+    created_at: datetime
+    enabled: bool
+    active_entries: int
+
+
+class BankList(BaseModel):
+    banks: list[BankView]
+
+
+class EntryView(BaseModel):
+    id: int
+    bank: str
+    source: str = Field(description="manual, gate, or the exchange it was imported from")
+    external_id: str | None
+    md5: str | None
+    pdq: str | None
+    quality: int | None = Field(description="PDQ quality 0-100; null for a bare hash")
+    clause: str
+    added_at: datetime
+    status: str = Field(description="active | disabled | removed")
+    takedown_case: str | None
+    details: dict[str, Any]
+
+
+class EntryPage(BaseModel):
+    entries: list[EntryView]
+    next_after: int | None = Field(
+        description="pass as ?after= for the next page; null on the last page")
+
+
+class CopyView(BaseModel):
+    content_id: str
+    kind: str
+    account: str | None
+    url: str | None
+    md5: str
+    pdq: str | None
+    registered_at: datetime
+    removed: bool
+    distance: int | None
+
+
+class SweepResult(BaseModel):
+    bank: str
+    entry: int
+    copies: list[CopyView] = Field(description="registered content that is this image; "
+                                               "take these down")
+
+
+class BankCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="1-64 characters of a-z, 0-9, '_', '-', '.'")
+    kind: BankKind
+    category: BankCategory
+    description: str = Field(default="", max_length=2000)
+
+
+class EnabledChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
+class EntryAdd(BaseModel):
+    """An image (base64) or bare hashes, never both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = Field(default=None, description="the image, base64")
+    pdq: str | None = Field(default=None, description="PDQ hash, 64 hex characters")
+    md5: str | None = Field(default=None, description="MD5 of the file, 32 hex characters")
+    external_id: str | None = Field(default=None, max_length=MAX_TEXT)
+    takedown_case: str | None = Field(default=None, max_length=MAX_TEXT)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _services(request: Request) -> BankServices:
+    return request.app.state.gate.banks
+
+
+def _registry(request: Request) -> BankRegistry:
+    return _services(request).registry
+
+
+def _not_found(exc: BankNotFound) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND,
+                         detail={"code": "not_found", "message": str(exc)})
+
+
+async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a registry call off the event loop, turning bank errors into HTTP errors."""
+    try:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    except BankNotFound as exc:
+        raise _not_found(exc) from exc
+    except DuplicateEntry as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail={
+            "code": "duplicate_entry", "message": str(exc), "entry": exc.entry_id}) from exc
+    except BankError as exc:
+        if "already exists" in str(exc):  # a concurrent create won the race
+            raise HTTPException(status.HTTP_409_CONFLICT, detail={
+                "code": "bank_exists", "message": str(exc)}) from exc
+        raise InvalidRequest("invalid_bank_request", str(exc), field="body") from exc
+
+
+def strict_hex(field: str, value: str, length: int) -> str:
+    """A hash exactly as exchanged: ``length`` hex digits, nothing else (no spaces, no
+    prefix). Upper-case digits are accepted and lower-cased: case carries no meaning."""
+    if len(value) != length:
+        raise InvalidRequest("invalid_hash", f"{field} must be {length} hex characters, "
+                             f"got {len(value)}", field=field)
+    for i, ch in enumerate(value):
+        if ch not in "0123456789abcdefABCDEF":
+            raise InvalidRequest("invalid_hash", f"{field}: character {i} is {ch!r}; only "
+                                 "hex digits 0-9 and a-f are allowed", field=field)
+    return value.lower()
+
+
+def _details(raw: str | dict[str, Any] | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest("invalid_details", f"details is not JSON: {exc.msg}",
+                                 field="details") from exc
+        if not isinstance(raw, dict):
+            raise InvalidRequest("invalid_details", "details must be a JSON object",
+                                 field="details")
+    if len(json.dumps(raw)) > MAX_DETAILS_BYTES:
+        raise InvalidRequest("invalid_details", f"details is larger than {MAX_DETAILS_BYTES} "
+                             "bytes of JSON", field="details")
+    return raw
+
+
+def _hash_image(image: bytes) -> EntryHashes:
+    try:
+        return entry_hashes(fingerprint(image))
+    except ImageRejected as exc:
+        raise InvalidRequest(exc.code, f"image: {exc}", field="image",
+                             too_large=exc.too_large) from exc
+
+
+async def _read_entry(request: Request) -> EntryAdd | tuple[bytes, EntryAdd]:
+    """The body of an entry add: JSON, or multipart with an ``image`` file."""
+    content_type = request.headers.get("content-type", "")
+    if is_multipart(content_type):
+        form = await request.form(max_files=2, max_fields=10)
+        image = await form_file(form, "image", required=False)
+        fields = {name: form_text(form, name)
+                  for name in ("pdq", "md5", "external_id", "takedown_case")}
+        details = _details(form_text(form, "details"))
+        body = validate(EntryAdd, {**fields, "details": details})
+        return (image, body) if image is not None else body
+    require_json(content_type)
+    body = parse_json(EntryAdd, await request.body())
+    if body.image is not None:
+        return decode_base64(body.image, "image"), body
+    return body
+
+
+# -- entries (declared first: /entries/{id} must not be taken for a bank name) ---------
+
+
+@router.get("/entries/{entry_id:int}", response_model=EntryView, summary="One bank entry")
+async def get_entry(entry_id: int, request: Request, _: Admin) -> dict[str, Any]:
+    return (await _run(_registry(request).entry, entry_id)).to_dict()
+
+
+@router.patch("/entries/{entry_id:int}", response_model=EntryView,
+              summary="Enable or disable an entry (disabled entries never match)")
+async def patch_entry(entry_id: int, change: EnabledChange, request: Request,
+                      principal: Admin) -> dict[str, Any]:
+    return (await _run(_registry(request).set_entry_enabled, entry_id, change.enabled,
+                       actor=principal.name)).to_dict()
+
+
+@router.delete("/entries/{entry_id:int}", response_model=EntryView,
+               summary="Remove an entry (recorded in the event log; it stops matching)")
+async def delete_entry(entry_id: int, request: Request, principal: Admin,
+                       reason: Annotated[str, Query(max_length=MAX_TEXT)] = "",
+                       ) -> dict[str, Any]:
+    return (await _run(_registry(request).remove_entry, entry_id, actor=principal.name,
+                       reason=reason)).to_dict()
+
+
+# -- banks ----------------------------------------------------------------------------
+
+
+@router.get("", response_model=BankList, summary="Every bank with its active entry count")
+async def list_banks(request: Request, _: Admin) -> dict[str, Any]:
+    banks = await _run(_registry(request).list)
+    return {"banks": [b.to_dict() for b in banks]}
+
+
+@router.post("", response_model=BankView, status_code=status.HTTP_201_CREATED,
+             summary="Create a bank", responses={409: {"description": "the name is taken"}})
+async def create_bank(body: BankCreate, request: Request, principal: Admin) -> dict[str, Any]:
+    registry = _registry(request)
+    try:
+        await run_in_threadpool(registry.get, body.name)
+    except BankNotFound:
+        pass
+    else:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail={
+            "code": "bank_exists", "message": f"bank {body.name!r} already exists"})
+    return (await _run(registry.create, body.name, body.kind, body.category,
+                       description=body.description, actor=principal.name)).to_dict()
+
+
+@router.get("/{name}", response_model=BankView, summary="One bank")
+async def get_bank(name: str, request: Request, _: Admin) -> dict[str, Any]:
+    return (await _run(_registry(request).get, name)).to_dict()
+
+
+@router.patch("/{name}", response_model=BankView,
+              summary="Enable or disable a bank (a disabled bank never matches)")
+async def patch_bank(name: str, change: EnabledChange, request: Request,
+                     principal: Admin) -> dict[str, Any]:
+    return (await _run(_registry(request).set_enabled, name, change.enabled,
+                       actor=principal.name)).to_dict()
+
+
+@router.get("/{name}/entries", response_model=EntryPage, summary="A bank's entries, by id")
+async def list_entries(
+    name: str, request: Request, _: Admin,
+    after: Annotated[int, Query(ge=0, description="entries with a larger id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    entries = await _run(_registry(request).entries, name, limit=limit, after_id=after)
+    return {"entries": [e.to_dict() for e in entries],
+            "next_after": entries[-1].id if len(entries) == limit else None}
+
+
+@router.post(
+    "/{name}/entries", response_model=EntryView, status_code=status.HTTP_201_CREATED,
+    summary="Bank an image (base64 or multipart 'image') or bare hashes {pdq, md5}",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": EntryAdd.model_json_schema()},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "image": {"type": "string", "format": "binary"},
+            "pdq": {"type": "string"}, "md5": {"type": "string"},
+            "external_id": {"type": "string"}, "takedown_case": {"type": "string"},
+            "details": {"type": "string", "description": "a JSON object"}}}},
+    }}},
+    responses={404: {"description": "no such bank"},
+               409: {"description": "already banked; error.entry is the existing entry"},
+               413: {"description": "the image is too large"},
+               422: {"description": "malformed hash, image or body"}},
+)
+async def add_entry(name: str, request: Request, principal: Admin) -> dict[str, Any]:
+    read = await _read_entry(request)
+    image, body = read if isinstance(read, tuple) else (None, read)
+    bare = body.pdq is not None or body.md5 is not None
+    if image is not None and bare:
+        raise InvalidRequest("ambiguous_entry", "send an image or bare hashes, not both",
+                             field="image")
+    if image is not None:
+        hashes = await run_in_threadpool(_hash_image, image)
+    elif bare:
+        hashes = EntryHashes(
+            pdq=strict_hex("pdq", body.pdq, 64) if body.pdq is not None else None,
+            md5=strict_hex("md5", body.md5, 32) if body.md5 is not None else None)
+    else:
+        raise InvalidRequest("missing_image", "send an image, or a pdq and/or md5 hash",
+                             field="image")
+    if hashes.md5 is None and hashes.pdq is None:
+        raise InvalidRequest("unhashable_image", "the image has no usable hash",
+                             field="image")
+    entry = await _run(_registry(request).add_entry, name, hashes, source="manual",
+                       external_id=body.external_id, takedown_case=body.takedown_case,
+                       details=_details(body.details), actor=principal.name)
+    return entry.to_dict()
+
+
+@router.post("/{name}/sweep/{entry_id:int}", response_model=SweepResult,
+             summary="Registered content that is this entry's image: the copies to take down")
+async def sweep(name: str, entry_id: int, request: Request, _: Admin) -> dict[str, Any]:
+    services = _services(request)
+    entry = await _run(entry_in_bank, services.registry, name, entry_id)
+    copies = await run_in_threadpool(sweep_entry, services.registry, services.content, entry)
+    return {"bank": name, "entry": entry.id, "copies": [c.to_dict() for c in copies]}

@@ -1,0 +1,124 @@
+"""``POST /v1/check/upload`` and ``POST /v1/check/output``: one image, as base64 in JSON or
+as a multipart file, checked against the banks and the image analysis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from consentry.access import Scope
+from consentry.api.auth import require
+from consentry.api.routers._body import (
+    decode_base64,
+    form_file,
+    form_text,
+    is_multipart,
+    parse_json,
+    require_json,
+)
+from consentry.gate import Verdict
+
+router = APIRouter(prefix="/v1/check", tags=["check"])
+
+
+class UploadCheck(BaseModel):
+    """An image a user is uploading to the platform."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="the image, base64")
+    account: str | None = Field(default=None, description="the uploader's account id")
+    content_id: str | None = Field(
+        default=None, description="the platform's id for this upload: it joins the content "
+                                  "index so that later bank entries find it (sweep)")
+    url: str | None = Field(default=None, description="where the upload will be shown")
+
+
+class OutputCheck(BaseModel):
+    """An image the platform's model generated, before anyone sees it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="the generated image, base64")
+    generation_id: str | None = Field(
+        default=None, description="the verdict id of the generation check that let the "
+                                  "request run (ties the output to the account)")
+
+
+def _multipart_schema(fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["image"], "properties": {
+        "image": {"type": "string", "format": "binary"}, **fields}}
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or invalid API key"},
+    403: {"description": "the key lacks the 'check' scope"},
+    413: {"description": "the image or the body is too large"},
+    422: {"description": "the request cannot be checked as sent"},
+}
+
+
+async def _read(request: Request, model: type[UploadCheck] | type[OutputCheck],
+                fields: tuple[str, ...]) -> tuple[bytes, dict[str, str | None]]:
+    content_type = request.headers.get("content-type", "")
+    if is_multipart(content_type):
+        form = await request.form(max_files=2, max_fields=10)
+        image = await form_file(form, "image")
+        assert image is not None
+        return image, {name: form_text(form, name) for name in fields}
+    require_json(content_type)
+    body = parse_json(model, await request.body())
+    return decode_base64(body.image, "image"), {name: getattr(body, name) for name in fields}
+
+
+async def _checked(fn: Callable[..., Verdict], *args: Any, **kwargs: Any) -> Verdict:
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+@router.post(
+    "/upload",
+    response_model=Verdict,
+    summary="Check an upload: bank match (known abuse, victims' hashes) and image analysis",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": UploadCheck.model_json_schema()},
+        "multipart/form-data": {"schema": _multipart_schema({
+            "account": {"type": "string"}, "content_id": {"type": "string"},
+            "url": {"type": "string"}})},
+    }}},
+    responses=_ERRORS,
+    dependencies=[Depends(require(Scope.CHECK))],
+)
+async def check_upload(
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Verdict:
+    image, f = await _read(request, UploadCheck, ("account", "content_id", "url"))
+    gate = request.app.state.gate
+    return await _checked(gate.check_upload, image, f["account"], f["content_id"],
+                                   url=f["url"], idempotency_key=idempotency_key)
+
+
+@router.post(
+    "/output",
+    response_model=Verdict,
+    summary="Check a generated image before it is shown; refused outputs are banked",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": OutputCheck.model_json_schema()},
+        "multipart/form-data": {"schema": _multipart_schema({
+            "generation_id": {"type": "string"}})},
+    }}},
+    responses=_ERRORS,
+    dependencies=[Depends(require(Scope.CHECK))],
+)
+async def check_output(
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Verdict:
+    image, f = await _read(request, OutputCheck, ("generation_id",))
+    gate = request.app.state.gate
+    return await _checked(gate.check_output, image, f["generation_id"],
+                                   idempotency_key=idempotency_key)
