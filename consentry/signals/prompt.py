@@ -689,9 +689,10 @@ class PromptAnalyser:
             """'the stain ON her shirt': the garment is where, not what is removed."""
             if part.t0 < 0:
                 return False
+            # Any language's locative counts: loanwords ("shirt", "remove") belong to
+            # several lexicons, and the locative is usually in the prompt's own language.
             return any(
-                loc.lang == part.lang
-                and part.t0 - 2 <= loc.t1 - 1 < part.t0
+                part.t0 - 2 <= loc.t1 - 1 < part.t0
                 and not (loc.start < head.end and head.start < loc.end)
                 for loc in locatives
             )
