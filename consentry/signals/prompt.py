@@ -360,11 +360,14 @@ class PromptAnalyser:
         self._prefix_first: dict[str, list[int]] = {}
         self._prefix_lengths: tuple[int, ...] = ()
         self._regex_entries: list[_Entry] = []
+        self._regex_entries_by_literal: list[tuple[str, _Entry]] = []
         self._unspaced: list[tuple[str, re.Pattern[str], list[_Entry]]] = []
         self._vocab: set[str] = set()  # single words of any lexicon, exact
         self._fuzzy_targets: set[str] = set()
         self._titles: set[str] = set()
         self._compile()
+        self._regex_entries_by_literal = [(_required_literal(e.regex.pattern), e)
+                                          for e in self._regex_entries if e.regex is not None]
         # Names that are ordinary words elsewhere ("ella", "luz", "will") are only names
         # when capitalised; see _names.
         self._first_names = names
@@ -628,18 +631,23 @@ class PromptAnalyser:
         return t0, t1
 
     def _match_regex(self, nt: NormalisedText, words: Sequence[Token]) -> list[_Hit]:
+        text = nt.text
         hits: list[_Hit] = []
-        for entry in self._regex_entries:
+        # Only patterns whose required literal occurs in the text are run: hundreds of
+        # separate regex scans per prompt were most of the analysis time.
+        for literal, entry in self._regex_entries_by_literal:
+            if literal and literal not in text:
+                continue
             assert entry.regex is not None
-            for m in entry.regex.finditer(nt.text):
-                if m.end() <= m.start():
-                    continue
-                age = None
-                if entry.key == "age_patterns":
-                    age = _parse_age(m.group(1))
-                t0, t1 = self._token_range(words, m.start(), m.end())
-                hits.append(_Hit(entry, m.start(), m.end(), t0, t1, age))
+            for m in entry.regex.finditer(text):
+                if m.end() > m.start():
+                    hits.append(self._regex_hit(entry, m, words))
         return hits
+
+    def _regex_hit(self, entry: _Entry, m: re.Match[str], words: Sequence[Token]) -> _Hit:
+        age = _parse_age(m.group(1)) if entry.key == "age_patterns" else None
+        t0, t1 = self._token_range(words, m.start(), m.end())
+        return _Hit(entry, m.start(), m.end(), t0, t1, age)
 
     def _match_unspaced(self, nt: NormalisedText, words: Sequence[Token]) -> list[_Hit]:
         text = nt.text
@@ -1013,3 +1021,26 @@ __all__ = [
     "load_lexicons",
 ]
 
+
+
+def _required_literal(pattern: str) -> str:
+    """The longest run of literal characters every match of ``pattern`` must contain,
+    or "" when none can be read off (the pattern then always runs). Uses the standard
+    library's regex parser; should it change, patterns simply run unfiltered."""
+    try:
+        from re import _constants as c
+        from re import _parser as parser
+
+        items = list(parser.parse(pattern))
+    except Exception:  # noqa: BLE001 - a private API: fall back to no filter
+        return ""
+    best, run = "", ""
+    for op, arg in items:
+        if op is c.LITERAL:
+            run += chr(arg)
+            continue
+        if op is c.AT:  # \b, ^, $: zero-width, the run goes on
+            continue
+        best, run = max(best, run, key=len), ""
+    best = max(best, run, key=len)
+    return best if len(best) >= 2 else ""
