@@ -423,8 +423,12 @@ class PromptAnalyser:
                             if len(alt) == 1 and not alt[0][1]:
                                 word = alt[0][0]
                                 self._vocab.add(word)
+                                # Typo repair aims at English terms only: the word list
+                                # that keeps real words from being "repaired" is English,
+                                # so a Spanish "seis" would otherwise become "sexis".
                                 if (
-                                    len(slots) == 1
+                                    lex.language == "en"
+                                    and len(slots) == 1
                                     and key in _FUZZY_KEYS
                                     and len(word) >= 5
                                     and _is_latin_word(word)
