@@ -22,23 +22,16 @@ Everything here is a pure function of its input: no database, no network.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import pdqhash
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from consentry.signals.image import (
-    MAX_IMAGE_BYTES,
-    MAX_PIXELS,
-    SUPPORTED_FORMATS,
-    ImageRejected,
-)
+from consentry.signals.image import MAX_PIXELS, ImageRejected, open_image
 
 PDQ_MATCH_DISTANCE: Final = 31
 MIN_PDQ_QUALITY: Final = 50  # Meta: hashes below 50 are too flat to match reliably
@@ -162,47 +155,11 @@ def decode_for_hashing(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Im
     """Decode image bytes to RGB with ``consentry.signals.image``'s limits, reduced to at
     most ``WORK_MAX_SIDE`` (JPEGs are decoded at reduced scale by libjpeg directly).
     Raises ``ImageRejected`` with a precise reason."""
-    if not data:
-        raise ImageRejected("empty_image", "the image is empty (0 bytes)")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageRejected(
-            "image_too_large",
-            f"the image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES} bytes",
-            too_large=True,
-        )
+    img, _, _ = open_image(data, draft_side=WORK_MAX_SIDE, max_pixels=max_pixels)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            fmt = img.format or "unknown"
-            if fmt not in SUPPORTED_FORMATS:
-                raise ImageRejected(
-                    "unsupported_format",
-                    f"image format {fmt} is not supported; send one of "
-                    f"{', '.join(sorted(SUPPORTED_FORMATS))}",
-                )
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageRejected(
-                    "image_too_large",
-                    f"the image is {width}x{height} ({width * height / 1e6:.1f} megapixels); "
-                    f"the limit is {max_pixels / 1e6:.0f} megapixels",
-                    too_large=True,
-                )
-            if fmt == "JPEG":
-                img.draft("RGB", (WORK_MAX_SIDE, WORK_MAX_SIDE))
-            img.load()
-            work = _work_copy(img)
-    except ImageRejected:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected("image_too_large", f"the image is too large: {exc}",
-                            too_large=True) from exc
-    except UnidentifiedImageError as exc:
-        raise ImageRejected("invalid_image", "the data is not an image in a known format") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageRejected("invalid_image", f"the image is damaged or truncated: {exc}") from exc
-    return work
+        return _work_copy(img)
+    except (OSError, ValueError) as exc:
+        raise ImageRejected("invalid_image", f"the image is damaged: {exc}") from exc
 
 
 def _work_copy(image: Image.Image) -> Image.Image:

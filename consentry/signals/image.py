@@ -44,8 +44,12 @@ class DecodedImage:
     scale: float  # original pixels per analysis pixel
 
 
-def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
-    """Validate and decode image bytes, or raise ``ImageRejected`` with a precise reason."""
+def open_image(
+    data: bytes, *, draft_side: int, max_pixels: int = MAX_PIXELS
+) -> tuple[Image.Image, str, tuple[int, int]]:
+    """Validate and load image bytes (a JPEG at reduced scale, no smaller than
+    ``draft_side``), or raise ``ImageRejected`` with a precise reason. The one place where
+    untrusted image bytes are opened. Returns the image, its format and its full size."""
     if not data:
         raise ImageRejected("empty_image", "the image is empty (0 bytes)")
     if len(data) > MAX_IMAGE_BYTES:
@@ -75,25 +79,28 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
                 )
             if fmt == "JPEG":
                 # Let libjpeg decode at a reduced scale: same result, a fraction of the work.
-                img.draft("RGB", (ANALYSIS_MAX_SIDE, ANALYSIS_MAX_SIDE))
+                img.draft("RGB", (draft_side, draft_side))
             img.load()
     except ImageRejected:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected("image_too_large", f"the image is too large: {exc}",
-                            too_large=True) from exc
-    except Image.DecompressionBombWarning as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected("image_too_large", f"the image is too large: {exc}",
                             too_large=True) from exc
     except UnidentifiedImageError as exc:
         raise ImageRejected("invalid_image", "the data is not an image in a known format") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageRejected("invalid_image", f"the image is damaged or truncated: {exc}") from exc
+    return img, fmt, (width, height)
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Validate and decode image bytes for analysis, or raise ``ImageRejected``."""
+    img, fmt, (width, height) = open_image(data, draft_side=ANALYSIS_MAX_SIDE,
+                                           max_pixels=max_pixels)
     rgb = img.convert("RGB")
     rgb.thumbnail((ANALYSIS_MAX_SIDE, ANALYSIS_MAX_SIDE), Image.Resampling.BILINEAR)
-    return DecodedImage(
-        format=fmt, width=width, height=height, analysis=rgb, scale=width / rgb.width
-    )
+    return DecodedImage(format=fmt, width=width, height=height, analysis=rgb,
+                        scale=width / rgb.width)
 
 
 class ImageAnalyser:
