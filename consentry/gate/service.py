@@ -145,10 +145,7 @@ class Gate:
         try:
             analysis = self._analyse(prompt, decoded)
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
-            log.warning("analysis failed, refusing (FC-1): %s", type(exc).__name__)
-            ruling = Ruling("block", "FC-1", (Reason(
-                ReasonCode.ANALYSIS_UNAVAILABLE,
-                "the safety analysis could not be completed", kind=type(exc).__name__),))
+            ruling = _fail_closed(exc)
         else:
             ruling = evaluate(analysis.prompt, analysis.images, self.policy,
                               allow_adult_content=self.settings.allow_adult_content)
@@ -263,11 +260,8 @@ class Gate:
         except InvalidRequest:
             raise
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
-            log.warning("media analysis failed, refusing (FC-1): %s", type(exc).__name__)
-            ruling = Ruling("block", "FC-1", (Reason(
-                ReasonCode.ANALYSIS_UNAVAILABLE, "the safety analysis could not be completed",
-                kind=type(exc).__name__),))
-            return self._record(kind, ruling, None, [image], account, key, started, None)
+            return self._record(kind, _fail_closed(exc), None, [image], account, key, started,
+                                None)
         real_person_source = bool(source) and any(
             r.get("code") == ReasonCode.REAL_PERSON_IN_PHOTO for r in source.verdict["reasons"])
         ruling = evaluate_media(matches, findings, self.policy,
@@ -422,6 +416,14 @@ class Gate:
             if restricts else None,
             created_at=now,
         )
+
+
+def _fail_closed(exc: BaseException) -> Ruling:
+    """FC-1: the request could not be analysed, so it is refused (never allowed)."""
+    log.warning("analysis failed, refusing (FC-1): %s", type(exc).__name__)
+    return Ruling("block", "FC-1", (Reason(
+        ReasonCode.ANALYSIS_UNAVAILABLE, "the safety analysis could not be completed",
+        kind=type(exc).__name__),))
 
 
 def _validate_prompt(prompt: str) -> str:

@@ -168,3 +168,15 @@ def test_concurrent_refusals_cannot_skip_the_suspension_threshold(gate: Gate):
     assert state.status == expected
     assert [v.enforcement.suspended_until is not None or v.enforcement.permanent_suspension
             for v in struck].count(True) >= 1
+
+
+def test_upload_and_output_checks_fail_closed_too(db, clock, photos, tmp_path):
+    gate = Gate(db, settings=Settings(data_dir=tmp_path), analyser=BrokenAnalyser(),
+                clock=clock)
+    try:
+        for verdict in (gate.check_upload(photos["coffee"], "a1", "post-1"),
+                        gate.check_output(photos["coffee"], None)):
+            assert (verdict.decision, verdict.policy.clause) == ("block", "FC-1")
+        assert gate.banks.content.get("post-1") is None  # nothing unchecked joins the index
+    finally:
+        gate.close()
