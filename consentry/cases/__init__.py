@@ -1,0 +1,1 @@
+"""Reports, takedown requests, the review queue and SLA clocks."""
