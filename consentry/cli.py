@@ -59,17 +59,15 @@ err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 
 
-def _database() -> Database:
-    db = Database(Settings.from_env().resolved_database_url)
+def _database(settings: Settings | None = None) -> Database:
+    db = Database((settings or Settings.from_env()).resolved_database_url)
     db.migrate()
     return db
 
 
 def _gate() -> Gate:
     settings = Settings.from_env()
-    db = Database(settings.resolved_database_url)
-    db.migrate()
-    return Gate(db, settings=settings)
+    return Gate(_database(settings), settings=settings)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -215,7 +213,7 @@ def key_revoke(key_id: Annotated[str, typer.Argument()]) -> None:
 def db_upgrade() -> None:
     """Apply database migrations up to the newest revision."""
     settings = Settings.from_env()
-    Database(settings.resolved_database_url).migrate()
+    _database(settings)
     typer.echo(f"database at head: {settings.resolved_database_url.split('@')[-1]}")
 
 

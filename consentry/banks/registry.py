@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from consentry.banks.exchanges import Exchange, HashUpdate, UpdateBatch
@@ -53,6 +54,10 @@ class BankError(ValueError):
 
 
 class BankNotFound(BankError):
+    pass
+
+
+class BankExists(BankError):
     pass
 
 
@@ -175,17 +180,20 @@ class BankRegistry:
             raise BankError("allow banks hold benign images (category 'benign'); block banks "
                             "hold abuse (csam, ncii, own_refusals, other)")
         now = self._clock()
-        with self.db.transaction() as s:
-            if s.scalars(select(Bank.id).where(Bank.name == name)).first() is not None:
-                raise BankError(f"bank {name!r} already exists")
-            bank = Bank(name=name, kind=kind.value, category=category.value,
-                        clause=CATEGORY_CLAUSE[category], description=description,
-                        created_at=now)
-            s.add(bank)
-            s.flush()
-            s.add(BankEvent(bank_id=bank.id, action="bank_created", actor=actor, at=now,
-                            details={"kind": kind.value, "category": category.value}))
-            return _bank_info(bank)
+        try:
+            with self.db.transaction() as s:
+                if s.scalars(select(Bank.id).where(Bank.name == name)).first() is not None:
+                    raise BankExists(f"bank {name!r} already exists")
+                bank = Bank(name=name, kind=kind.value, category=category.value,
+                            clause=CATEGORY_CLAUSE[category], description=description,
+                            created_at=now)
+                s.add(bank)
+                s.flush()
+                s.add(BankEvent(bank_id=bank.id, action="bank_created", actor=actor, at=now,
+                                details={"kind": kind.value, "category": category.value}))
+                return _bank_info(bank)
+        except IntegrityError as exc:  # a concurrent create of the same name won
+            raise BankExists(f"bank {name!r} already exists") from exc
 
     def get(self, name: str) -> BankInfo:
         with self.db.transaction() as s:

@@ -93,7 +93,7 @@ class Gate:
         self.db = db
         self.policy = policy or load_policy(self.settings.policy_path)
         self._analyser = analyser
-        self._analyser_lock = threading.Lock()
+        self._lazy_lock = threading.Lock()  # guards lazy creation of models and banks
         self._banks = banks
         self._clock = clock
         self._pool = ThreadPoolExecutor(
@@ -186,7 +186,7 @@ class Gate:
     @property
     def banks(self) -> BankServices:
         if self._banks is None:
-            with self._analyser_lock:
+            with self._lazy_lock:
                 if self._banks is None:
                     self._banks = BankServices.open(
                         self.db, index_dir=self.settings.data_dir / "bank-index"
@@ -211,7 +211,7 @@ class Gate:
     @property
     def image_analyser(self) -> ImageAnalyser:
         if self._analyser is None:
-            with self._analyser_lock:
+            with self._lazy_lock:
                 if self._analyser is None:
                     self._analyser = ImageAnalyser(workers=os.cpu_count() or 2)
         return self._analyser

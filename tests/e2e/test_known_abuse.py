@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from sqlalchemy import select
@@ -134,4 +133,4 @@ def test_hostile_uploads_are_clear_errors(gate: Gate, bad):
 def test_output_with_an_unknown_generation_id_is_still_checked(gate: Gate, photos):
     verdict = gate.check_output(photos["coffee"], "chk_unknown")
     assert verdict.decision == "allow" and verdict.account is None
-    assert np.isfinite(verdict.reasons.__len__())
+    assert verdict.kind == "output"

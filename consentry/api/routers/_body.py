@@ -87,3 +87,12 @@ def form_text(form: FormData, name: str) -> str | None:
         raise InvalidRequest("invalid_body", f"'{name}' must be a text field, not a file",
                              field=name)
     return value
+
+
+# Error answers every /v1/check endpoint can give, for the OpenAPI contract.
+CHECK_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or invalid API key"},
+    403: {"description": "the key lacks the 'check' scope"},
+    413: {"description": "an image or the body is too large"},
+    422: {"description": "the request cannot be checked as sent"},
+}

@@ -30,6 +30,7 @@ from consentry.api.routers._body import (
 from consentry.banks.registry import (
     BankCategory,
     BankError,
+    BankExists,
     BankKind,
     BankNotFound,
     BankRegistry,
@@ -163,10 +164,10 @@ async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     except DuplicateEntry as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail={
             "code": "duplicate_entry", "message": str(exc), "entry": exc.entry_id}) from exc
+    except BankExists as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail={
+            "code": "bank_exists", "message": str(exc)}) from exc
     except BankError as exc:
-        if "already exists" in str(exc):  # a concurrent create won the race
-            raise HTTPException(status.HTTP_409_CONFLICT, detail={
-                "code": "bank_exists", "message": str(exc)}) from exc
         raise InvalidRequest("invalid_bank_request", str(exc), field="body") from exc
 
 
@@ -264,15 +265,7 @@ async def list_banks(request: Request, _: Admin) -> dict[str, Any]:
 @router.post("", response_model=BankView, status_code=status.HTTP_201_CREATED,
              summary="Create a bank", responses={409: {"description": "the name is taken"}})
 async def create_bank(body: BankCreate, request: Request, principal: Admin) -> dict[str, Any]:
-    registry = _registry(request)
-    try:
-        await run_in_threadpool(registry.get, body.name)
-    except BankNotFound:
-        pass
-    else:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail={
-            "code": "bank_exists", "message": f"bank {body.name!r} already exists"})
-    return (await _run(registry.create, body.name, body.kind, body.category,
+    return (await _run(_registry(request).create, body.name, body.kind, body.category,
                        description=body.description, actor=principal.name)).to_dict()
 
 

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from consentry.access import Scope
 from consentry.api.auth import require
-from consentry.api.routers._body import decode_base64, parse_json, require_json
+from consentry.api.routers._body import CHECK_ERRORS, decode_base64, parse_json, require_json
 from consentry.gate import MAX_IMAGES, MAX_PROMPT_CHARS, InvalidRequest, Verdict
 
 router = APIRouter(prefix="/v1/check", tags=["check"])
@@ -75,10 +75,7 @@ async def _read_request(request: Request) -> tuple[str, list[bytes], str | None]
         "application/json": {"schema": GenerationCheck.model_json_schema()},
         "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
     }}},
-    responses={401: {"description": "missing or invalid API key"},
-               403: {"description": "the key lacks the 'check' scope"},
-               413: {"description": "an image or the body is too large"},
-               422: {"description": "the request cannot be checked as sent"}},
+    responses=CHECK_ERRORS,
     dependencies=[Depends(require(Scope.CHECK))],
 )
 async def check_generation(

@@ -3,7 +3,6 @@ as a multipart file, checked against the banks and the image analysis."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -13,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from consentry.access import Scope
 from consentry.api.auth import require
 from consentry.api.routers._body import (
+    CHECK_ERRORS,
     decode_base64,
     form_file,
     form_text,
@@ -54,12 +54,6 @@ def _multipart_schema(fields: dict[str, Any]) -> dict[str, Any]:
         "image": {"type": "string", "format": "binary"}, **fields}}
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing or invalid API key"},
-    403: {"description": "the key lacks the 'check' scope"},
-    413: {"description": "the image or the body is too large"},
-    422: {"description": "the request cannot be checked as sent"},
-}
 
 
 async def _read(request: Request, model: type[UploadCheck] | type[OutputCheck],
@@ -75,10 +69,6 @@ async def _read(request: Request, model: type[UploadCheck] | type[OutputCheck],
     return decode_base64(body.image, "image"), {name: getattr(body, name) for name in fields}
 
 
-async def _checked(fn: Callable[..., Verdict], *args: Any, **kwargs: Any) -> Verdict:
-    return await run_in_threadpool(fn, *args, **kwargs)
-
-
 @router.post(
     "/upload",
     response_model=Verdict,
@@ -89,7 +79,7 @@ async def _checked(fn: Callable[..., Verdict], *args: Any, **kwargs: Any) -> Ver
             "account": {"type": "string"}, "content_id": {"type": "string"},
             "url": {"type": "string"}})},
     }}},
-    responses=_ERRORS,
+    responses=CHECK_ERRORS,
     dependencies=[Depends(require(Scope.CHECK))],
 )
 async def check_upload(
@@ -98,7 +88,7 @@ async def check_upload(
 ) -> Verdict:
     image, f = await _read(request, UploadCheck, ("account", "content_id", "url"))
     gate = request.app.state.gate
-    return await _checked(gate.check_upload, image, f["account"], f["content_id"],
+    return await run_in_threadpool(gate.check_upload, image, f["account"], f["content_id"],
                                    url=f["url"], idempotency_key=idempotency_key)
 
 
@@ -111,7 +101,7 @@ async def check_upload(
         "multipart/form-data": {"schema": _multipart_schema({
             "generation_id": {"type": "string"}})},
     }}},
-    responses=_ERRORS,
+    responses=CHECK_ERRORS,
     dependencies=[Depends(require(Scope.CHECK))],
 )
 async def check_output(
@@ -120,5 +110,5 @@ async def check_output(
 ) -> Verdict:
     image, f = await _read(request, OutputCheck, ("generation_id",))
     gate = request.app.state.gate
-    return await _checked(gate.check_output, image, f["generation_id"],
+    return await run_in_threadpool(gate.check_output, image, f["generation_id"],
                                    idempotency_key=idempotency_key)
