@@ -23,6 +23,7 @@ from consentry.store import Database
 from consentry.store.models import ContentHash, ContentItem
 
 _PAGE = 200_000
+MAX_URL_LENGTH = 2048  # indexed: the database's index key limit stays far away
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class ContentIndex:
             raise BankError("content_id must be 1-200 characters")
         if kind not in {"upload", "output"}:
             raise BankError("kind must be 'upload' or 'output'")
+        if url is not None and len(url) > MAX_URL_LENGTH:
+            raise BankError(f"url must be at most {MAX_URL_LENGTH} characters")
         with self.db.transaction() as s:
             existing = s.scalars(select(ContentItem).where(
                 ContentItem.content_id == content_id)).first()
@@ -91,6 +94,18 @@ class ContentIndex:
             item = s.scalars(select(ContentItem).where(
                 ContentItem.content_id == content_id)).first()
             return _record(item) if item else None
+
+    def stored_hashes(self, content_id: str) -> EntryHashes | None:
+        """The hashes registered for an item, as a bank entry would hold them."""
+        with self.db.transaction() as s:
+            item = s.scalars(select(ContentItem).where(
+                ContentItem.content_id == content_id)).first()
+            if item is None:
+                return None
+            variants = s.execute(select(ContentHash.variant, ContentHash.pdq).where(
+                ContentHash.item_id == item.id).order_by(ContentHash.id)).all()
+            return EntryHashes(md5=item.md5 or None, sha256=item.sha256 or None, pdq=item.pdq,
+                               pdq_variants=tuple((v, h) for v, h in variants))
 
     def by_url(self, url: str) -> ContentRecord | None:
         with self.db.transaction() as s:
@@ -129,14 +144,16 @@ class ContentIndex:
                 out += [_record(item, best[item.id]) for item in s.scalars(query)]
         return sorted(out, key=lambda r: (r.distance or 0, r.content_id))
 
-    def mark_removed(self, content_ids: Sequence[str]) -> int:
+    def mark_removed(self, content_ids: Sequence[str], *, removed: bool = True) -> int:
+        """Mark items removed from the platform (or, with ``removed=False``, restored)."""
         now = self._clock()
         with self.db.transaction() as s:
             items = s.scalars(select(ContentItem).where(
                 ContentItem.content_id.in_(list(content_ids)),
-                ContentItem.removed_at.is_(None))).all()
+                ContentItem.removed_at.is_(None) if removed
+                else ContentItem.removed_at.is_not(None))).all()
             for item in items:
-                item.removed_at = now
+                item.removed_at = now if removed else None
             return len(items)
 
     def sync(self) -> int:

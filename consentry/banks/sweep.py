@@ -11,6 +11,7 @@ from sqlalchemy import select
 from consentry.banks.content import ContentIndex, ContentRecord
 from consentry.banks.pdq_index import from_hex
 from consentry.banks.registry import BankNotFound, BankRegistry, EntryInfo
+from consentry.signals.hashing import pdq_dihedral_estimates
 from consentry.store.models import BankEntryHash
 
 _PAGE = 1000
@@ -27,10 +28,11 @@ def entry_pdq_hashes(registry: BankRegistry, entry_id: int) -> list[str]:
 def sweep_entry(registry: BankRegistry, content: ContentIndex, entry: EntryInfo,
                 *, include_removed: bool = False) -> list[ContentRecord]:
     """Registered content that is the same image as ``entry``: the same MD5, or a PDQ
-    hash within the match distance of any hash stored for the entry. Rotated copies are
-    not found: dihedral variants need the pixels, which a bank entry does not keep."""
+    hash within the match distance of any hash stored for the entry or of what its
+    rotations and mirrors would hash to (estimated: a bank entry keeps no pixels)."""
     hashes = entry_pdq_hashes(registry, entry.id)
-    queries = from_hex(hashes) if hashes else np.empty((0, 32), np.uint8)
+    queries = (pdq_dihedral_estimates(from_hex(hashes)) if hashes
+               else np.empty((0, 32), np.uint8))
     return content.copies(entry.md5, queries, include_removed=include_removed)
 
 

@@ -7,8 +7,9 @@ missing and why the regime asks for it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Regime(StrEnum):
@@ -41,11 +42,14 @@ class ContentLocator:
     pdq_hashes: tuple[str, ...] = ()  # hashed on the requester's device
     md5_hashes: tuple[str, ...] = ()
     images: int = 0  # images uploaded with the request
+    # Hashes of the uploaded images: the bytes themselves are never stored.
+    image_md5s: tuple[str, ...] = ()
+    image_pdqs: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
         return not (self.content_ids or self.urls or self.pdq_hashes or self.md5_hashes
-                    or self.images)
+                    or self.images or self.image_md5s)
 
 
 @dataclass(frozen=True)
@@ -130,3 +134,26 @@ def check_completeness(s: TakedownSubmission) -> Completeness:
              "declaration:bona_fide", "a statement that you believe in good faith that the "
              "information in the notice is accurate and complete")
     return Completeness(tuple(missing))
+
+
+def submission_to_dict(s: TakedownSubmission) -> dict[str, Any]:
+    """The request as stored with its case (JSON)."""
+    out = asdict(s)
+    out["regime"] = s.regime.value
+    out["relationship"] = s.relationship.value if s.relationship else None
+    out["declarations"] = sorted(d.value for d in s.declarations)
+    return out
+
+
+def submission_from_dict(d: dict[str, Any]) -> TakedownSubmission:
+    loc = d.get("locator", {})
+    return TakedownSubmission(
+        regime=Regime(d["regime"]),
+        locator=ContentLocator(**{k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in loc.items()}),
+        requester_name=d.get("requester_name", ""), email=d.get("email", ""),
+        other_contact=d.get("other_contact", ""), signature=d.get("signature", ""),
+        relationship=Relationship(d["relationship"]) if d.get("relationship") else None,
+        declarations=frozenset(Declaration(x) for x in d.get("declarations", [])),
+        statement=d.get("statement", ""), csam=bool(d.get("csam", False)),
+    )

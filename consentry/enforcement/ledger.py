@@ -61,11 +61,14 @@ def record_consequence(
     consequence: Consequence,
     check_id: str | None,
     now: datetime,
+    *,
+    takedown_case: str | None = None,
 ) -> None:
     if consequence.strike_weight:
         session.add(Strike(account_id=account_id, check_id=check_id, clause=clause,
                            weight=consequence.strike_weight, created_at=now,
-                           expires_at=consequence.strike_expires_at))
+                           expires_at=consequence.strike_expires_at,
+                           takedown_case=takedown_case))
     if consequence.suspends:
         ends = None if consequence.permanent else consequence.suspend_until
         session.add(Suspension(account_id=account_id, check_id=check_id, clause=clause,

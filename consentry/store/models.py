@@ -107,6 +107,8 @@ class Strike(Base):
     expires_at: Mapped[datetime] = mapped_column()
     # Set when an appeal or a moderator overturns the strike; the row itself stays.
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The takedown case the strike was given under (None: a gate check).
+    takedown_case: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
 class Suspension(Base):
@@ -228,7 +230,8 @@ class ContentItem(Base):
     a hash banked later finds the copies already there."""
 
     __tablename__ = "content_items"
-    __table_args__ = (Index("ix_content_items_md5", "md5"),)
+    __table_args__ = (Index("ix_content_items_md5", "md5"),
+                      Index("ix_content_items_url", "url"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     content_id: Mapped[str] = mapped_column(String(200), unique=True)
@@ -252,3 +255,110 @@ class ContentHash(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("content_items.id"))
     pdq: Mapped[str] = mapped_column(String(64))
     variant: Mapped[str] = mapped_column(String(20))
+
+
+class TakedownCase(Base):
+    """A takedown request and its case. What happened to it is in ``case_events``
+    (append-only); its status is derived from them, never stored."""
+
+    __tablename__ = "takedown_cases"
+    __table_args__ = (Index("ix_takedown_cases_open_deadline", "closed_at", "deadline_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    pin_hash: Mapped[str] = mapped_column(String(200))  # scrypt; the PIN itself is never kept
+    regime: Mapped[str] = mapped_column(String(30))
+    channel: Mapped[str] = mapped_column(String(20))  # web | api | cli
+    received_at: Mapped[datetime] = mapped_column()
+    deadline_at: Mapped[datetime] = mapped_column()
+    # The request as submitted (contact details, declarations, locators); personal data,
+    # never logged.
+    submission: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    merged_into: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # Denormalised from the events so open cases can be listed by deadline cheaply.
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Status-page guessing: consecutive wrong PINs and the lock they earned.
+    failed_pins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class CaseKey(Base):
+    """What a case points at (content id, URL, MD5, PDQ), to merge duplicate requests."""
+
+    __tablename__ = "case_keys"
+    __table_args__ = (Index("ix_case_keys_key", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("takedown_cases.id"))
+    key: Mapped[str] = mapped_column(String(300))
+
+
+class CaseEvent(Base):
+    """Append-only history of a case: received, incomplete, located, removed, ..."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (Index("ix_case_events_case", "case_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("takedown_cases.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    at: Mapped[datetime] = mapped_column()
+    actor: Mapped[str] = mapped_column(String(200))
+    automated: Mapped[bool] = mapped_column(default=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RemovalJob(Base):
+    """One platform callback to make (remove or restore one content item), retried with
+    backoff until it succeeds or runs out of attempts."""
+
+    __tablename__ = "removal_jobs"
+    __table_args__ = (Index("ix_removal_jobs_due", "state", "next_attempt_at"),
+                      Index("ix_removal_jobs_case", "case_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("takedown_cases.id"))
+    content_id: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(10))  # remove | restore
+    # Sent with every attempt so the platform can ignore repeats.
+    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    state: Mapped[str] = mapped_column(String(10))  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column()
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RemovalAttempt(Base):
+    """Every callback attempt, successful or not: nothing is removed without a record."""
+
+    __tablename__ = "removal_attempts"
+    __table_args__ = (Index("ix_removal_attempts_job", "job_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("removal_jobs.id"))
+    at: Mapped[datetime] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(20))  # ok | gone | http_error | unreachable
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Notification(Base):
+    """Every message sent (or attempted) to a requester or an uploader."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_case", "case_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("takedown_cases.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(20))
+    delivered: Mapped[bool] = mapped_column()
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column()

@@ -1,0 +1,155 @@
+"""A takedown case: its number and PIN, its deadline and its status, derived from its
+append-only events (the model Bluesky's Ozone uses). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+# The legal clock: TAKE IT DOWN Act and the UK report both give 48 hours from receipt.
+REMOVAL_DEADLINE: Final = timedelta(hours=48)
+AT_RISK_WITHIN: Final = timedelta(hours=6)
+APPEAL_DAYS: Final = 14
+
+# Case numbers are random, not sequential, so that knowing one says nothing about
+# another; Crockford's alphabet has no look-alike characters (0/O, 1/I/L).
+_NUMBER_ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_NUMBER_CHARS: Final = 10  # 50 bits
+PIN_DIGITS: Final = 8
+
+# Status-page guessing: after this many wrong PINs in a row the case locks, for a time
+# that doubles with every further lock.
+PIN_FAILURES_BEFORE_LOCK: Final = 5
+PIN_LOCK: Final = timedelta(minutes=15)
+
+
+class CaseStatus(StrEnum):
+    RECEIVED = "received"  # complete; content being located
+    INCOMPLETE = "incomplete"  # the requester has been told what is missing
+    LOCATED = "located"  # content found; removal callbacks under way
+    REMOVED = "removed"  # every located item removed
+    REJECTED = "rejected"  # refused, with reasons
+    APPEALED = "appealed"  # the requester contests a rejection
+    REVERSED = "reversed"  # a moderator restored the removed content
+
+
+class EventKind(StrEnum):
+    RECEIVED = "received"
+    INCOMPLETE = "incomplete"
+    AMENDED = "amended"
+    DUPLICATE_MERGED = "duplicate_merged"
+    LOCATED = "located"
+    NOT_FOUND = "not_found"
+    BANKED = "banked"
+    REMOVAL_REQUESTED = "removal_requested"
+    ITEM_REMOVED = "item_removed"
+    REMOVAL_FAILED = "removal_failed"
+    STRUCK = "struck"
+    NOTIFIED = "notified"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    APPEALED = "appealed"
+    REVERSED = "reversed"
+    ITEM_RESTORED = "item_restored"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    at: datetime
+    actor: str
+    automated: bool = True
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# Events that move the status; the rest only add detail.
+_STATUS_OF: Final[dict[EventKind, CaseStatus]] = {
+    EventKind.RECEIVED: CaseStatus.RECEIVED,
+    EventKind.INCOMPLETE: CaseStatus.INCOMPLETE,
+    EventKind.LOCATED: CaseStatus.LOCATED,
+    EventKind.CLOSED: CaseStatus.REMOVED,
+    EventKind.REJECTED: CaseStatus.REJECTED,
+    EventKind.APPEALED: CaseStatus.APPEALED,
+    EventKind.REVERSED: CaseStatus.REVERSED,
+}
+CLOSED_STATUSES: Final = frozenset({CaseStatus.REMOVED, CaseStatus.REJECTED,
+                                    CaseStatus.REVERSED})
+
+
+def derive_status(events: Sequence[Event]) -> CaseStatus:
+    """The case's status is that of the latest status-moving event."""
+    status = CaseStatus.RECEIVED
+    for event in events:
+        status = _STATUS_OF.get(event.kind, status)
+    return status
+
+
+def removed_at(events: Sequence[Event]) -> datetime | None:
+    """When the case was closed with its content removed (for the SLA)."""
+    closed = [e.at for e in events if e.kind is EventKind.CLOSED]
+    return closed[-1] if closed else None
+
+
+class Due(StrEnum):
+    OVERDUE = "overdue"
+    AT_RISK = "at_risk"  # less than 6 hours left
+    OPEN = "open"  # every open case, whatever its deadline
+
+
+def due_state(deadline: datetime, now: datetime) -> Due:
+    if now >= deadline:
+        return Due.OVERDUE
+    if deadline - now < AT_RISK_WITHIN:
+        return Due.AT_RISK
+    return Due.OPEN
+
+
+def new_case_number() -> str:
+    return "TD-" + "".join(secrets.choice(_NUMBER_ALPHABET) for _ in range(_NUMBER_CHARS))
+
+
+def normalise_case_number(text: str) -> str:
+    """Accept what people type: any case, spaces, and look-alike letters."""
+    cleaned = "".join(text.upper().split()).translate(str.maketrans("OIL", "011"))
+    return cleaned if cleaned.startswith("TD-") else "TD-" + cleaned.removeprefix("TD")
+
+
+def new_pin() -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(PIN_DIGITS))
+
+
+# scrypt: a leaked table must not give the PINs back (8 digits would fall to plain
+# SHA-256 in a second).
+_SCRYPT: Final = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_pin(pin: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(pin.encode(), salt=salt, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def pin_matches(pin: str, stored: str) -> bool:
+    try:
+        scheme, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(pin.encode(), salt=bytes.fromhex(salt), **_SCRYPT)
+    return hmac.compare_digest(candidate, bytes.fromhex(digest))
+
+
+def lock_duration(failures: int) -> timedelta | None:
+    """How long the case locks after ``failures`` consecutive wrong PINs (None: no lock)."""
+    if failures < PIN_FAILURES_BEFORE_LOCK:
+        return None
+    locks = failures - PIN_FAILURES_BEFORE_LOCK
+    return PIN_LOCK * (2 ** min(locks, 8))
