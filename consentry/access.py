@@ -22,6 +22,7 @@ class Scope(StrEnum):
     CHECK = "check"  # call the gate: /v1/check/*
     ACCOUNTS_READ = "accounts:read"  # read account standing
     BANKS = "banks"  # administer hash banks: /v1/banks/*
+    CASES = "cases"  # work takedown cases: list, remove, reject, reverse
     ADMIN = "admin"  # everything
 
 

@@ -30,6 +30,17 @@ class Settings:
     # subdomains). Empty: URL fetching is off, so the server can never be made to reach
     # internal addresses (SSRF).
     hma_fetch_hosts: tuple[str, ...] = ()
+    # Takedowns: the platform endpoint that removes one content item ("{content_id}" is
+    # replaced), and the shared secret its requests are signed with. Unset: cases are
+    # located and banked, and removal waits until a callback is configured.
+    removal_callback_url: str | None = None
+    removal_callback_secret: str | None = field(default=None, repr=False)
+    # Where requesters and uploaders are sent: this service's public address, and the
+    # platform's appeal page (the uploaders' route to contest a removal).
+    public_url: str = "http://127.0.0.1:8000"
+    appeal_url: str | None = None
+    # CONSENTRY_SMTP_* as given (see consentry.cases.senders); none: a file outbox.
+    smtp: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def resolved_database_url(self) -> str:
@@ -52,4 +63,9 @@ class Settings:
             hma_fetch_hosts=tuple(h.strip().lower() for h in
                                   env.get("CONSENTRY_HMA_FETCH_HOSTS", "").split(",")
                                   if h.strip()),
+            removal_callback_url=env.get("CONSENTRY_REMOVAL_CALLBACK_URL") or None,
+            removal_callback_secret=env.get("CONSENTRY_REMOVAL_CALLBACK_SECRET") or None,
+            public_url=env.get("CONSENTRY_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            appeal_url=env.get("CONSENTRY_APPEAL_URL") or None,
+            smtp=tuple(sorted((k, v) for k, v in env.items() if k.startswith("CONSENTRY_SMTP_"))),
         )

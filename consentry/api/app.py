@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from consentry import __version__
 from consentry.api.auth import KeyCache
 from consentry.api.routers import accounts, banks, check, hma, media
+from consentry.api.routers import takedowns as takedowns_api
+from consentry.api.throttle import FailureThrottle
+from consentry.cases.takedowns import TakedownService
 from consentry.config import Settings
 from consentry.gate import Gate, InvalidRequest
 from consentry.store import Database
+from consentry.web import takedown as takedown_pages
+from consentry.web.takedown import STATIC_DIR
 
 # Four 40-megapixel images as base64 fit well inside this; anything larger is refused
 # before it is read.
@@ -29,9 +36,11 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
     return JSONResponse({"error": body}, status_code=status)
 
 
-def create_app(settings: Settings | None = None, *, gate: Gate | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
+               takedowns: TakedownService | None = None) -> FastAPI:
     """Build the app. With no ``gate``, one is made from ``settings`` (migrating the
-    database and loading the models at startup)."""
+    database and loading the models at startup); likewise the takedown service, whose
+    callback retries then run on a background thread."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
@@ -45,7 +54,19 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None) ->
         else:
             app.state.gate = gate
         app.state.keys = KeyCache(app.state.gate.db)
+        app.state.pin_throttle = FailureThrottle()
+        g = app.state.gate
+        app.state.takedowns = takedowns or TakedownService.from_settings(
+            g.db, g.banks, g.policy, settings)
+        stop = threading.Event()
+        retries = threading.Thread(target=app.state.takedowns.run_retries, args=(stop,),
+                                   name="takedown-retries", daemon=True)
+        retries.start()
         yield
+        stop.set()
+        retries.join(timeout=10)
+        if takedowns is None:
+            app.state.takedowns.close()
         if owned:
             app.state.gate.close()
             app.state.gate.db.dispose()
@@ -58,6 +79,9 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None) ->
     app.include_router(media.router)
     app.include_router(banks.router)
     app.include_router(hma.router)
+    app.include_router(takedowns_api.router)
+    app.include_router(takedown_pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)
     async def health() -> dict[str, str]:

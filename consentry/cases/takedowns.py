@@ -9,6 +9,7 @@ is recorded whether it worked or not.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +55,8 @@ from consentry.cases.intake import (
     submission_from_dict,
     submission_to_dict,
 )
-from consentry.cases.senders import Sender
+from consentry.cases.senders import Sender, sender_from_env
+from consentry.config import Settings
 from consentry.enforcement.ledger import ensure_account, load_standing, record_consequence
 from consentry.enforcement.standing import consequence_of
 from consentry.policy.document import Policy
@@ -71,6 +73,8 @@ from consentry.store.models import (
     Strike,
     TakedownCase,
 )
+
+_log = logging.getLogger(__name__)
 
 TAKEDOWN_BANK = "takedowns"
 CLAUSE = "II-3"  # known intimate image shared without consent
@@ -195,6 +199,36 @@ class TakedownService:
         self.appeal_url = appeal_url
         self._clock = clock or (lambda: datetime.now(UTC))
         self._dispatch_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, db: Database, banks: BankServices, policy: Policy,
+                      settings: Settings) -> TakedownService:
+        callback = None
+        if settings.removal_callback_url:
+            if not settings.removal_callback_secret:
+                raise ValueError("CONSENTRY_REMOVAL_CALLBACK_SECRET must be set with "
+                                 "CONSENTRY_REMOVAL_CALLBACK_URL")
+            callback = PlatformCallback(settings.removal_callback_url,
+                                        settings.removal_callback_secret)
+        return cls(db, banks, policy, sender=sender_from_env(dict(settings.smtp),
+                                                             settings.data_dir),
+                   callback=callback, status_url=f"{settings.public_url}/takedown/status",
+                   appeal_url=settings.appeal_url or f"{settings.public_url}/appeals")
+
+    def run_retries(self, stop: threading.Event, every_s: float = 5.0) -> None:
+        """Retry due callbacks until ``stop`` is set (a server's background thread)."""
+        while not stop.wait(every_s):
+            try:
+                self.dispatch()
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
+                _log.exception("takedown callback round failed; retrying in %.0f s", every_s)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def close(self) -> None:
+        if self.callback is not None:
+            self.callback.close()
 
     # -- intake -----------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Server-rendered public pages: the takedown form and the requester's status page."""
