@@ -37,6 +37,21 @@ from consentry.banks.registry import (
 )
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.banks.sweep import active_entries, entry_in_bank, sweep_entry
+from consentry.cases.case import Due
+from consentry.cases.intake import (
+    ContentLocator,
+    Declaration,
+    Regime,
+    Relationship,
+    TakedownSubmission,
+)
+from consentry.cases.takedowns import (
+    CaseNotFound,
+    CaseStateError,
+    CaseView,
+    TakedownError,
+    TakedownService,
+)
 from consentry.config import Settings
 from consentry.gate import Gate, InvalidRequest, Verdict
 from consentry.signals.hashing import Fingerprint, fingerprint
@@ -535,6 +550,179 @@ def sweep(
                                f"{copy.distance})")
     except BankError as exc:
         raise _refuse(str(exc)) from exc
+
+
+
+# -- takedowns -------------------------------------------------------------------------
+#
+# The case workers' tools (and a way to file a request for someone by phone or post).
+# Exit codes: 0 done, 2 bad input, 3 no such case, 4 the case is not in a state for that.
+
+takedown_app = typer.Typer(help="Takedown requests and cases (48-hour clock).",
+                           no_args_is_help=True)
+app.add_typer(takedown_app, name="takedown")
+EXIT_NO_CASE = 3
+EXIT_WRONG_STATE = 4
+
+
+def _takedowns() -> TakedownService:
+    settings = Settings.from_env()
+    gate = Gate(_database(settings), settings=settings)
+    return TakedownService.from_settings(gate.db, gate.banks, gate.policy, settings)
+
+
+def _case_call(fn: Any, *args: Any, **kwargs: Any) -> CaseView:
+    try:
+        return fn(*args, **kwargs)
+    except CaseNotFound as exc:
+        _warn(str(exc))
+        raise typer.Exit(EXIT_NO_CASE) from exc
+    except CaseStateError as exc:
+        _warn(str(exc))
+        raise typer.Exit(EXIT_WRONG_STATE) from exc
+    except TakedownError as exc:
+        raise _refuse(str(exc)) from exc
+
+
+def _show_case(view: CaseView, now: Any, as_json: bool) -> None:
+    record = view.to_dict(now)
+    if as_json:
+        _line(record)
+        return
+    typer.echo(f"{view.number}  {view.status.value}  ({view.regime})")
+    typer.echo(f"  received {view.received_at:%Y-%m-%d %H:%M} UTC, "
+               f"deadline {view.deadline_at:%Y-%m-%d %H:%M} UTC")
+    for m in view.missing:
+        typer.echo(f"  missing {m.field}: {m.why}")
+    for item in view.located:
+        state = "removed" if item.content_id in view.removed else (
+            "FAILED" if item.content_id in view.failed else "pending")
+        how = "named" if item.identified else f"copy, distance {item.distance}"
+        typer.echo(f"  {item.content_id}  {state}  ({how}; uploader {item.account_id})")
+    for unknown in view.unknown:
+        typer.echo(f"  not found: {unknown}")
+    if view.time_to_removal is not None:
+        typer.echo(f"  removed in {view.time_to_removal.total_seconds():.0f} s")
+
+
+@takedown_app.command("submit")
+def takedown_submit(
+    regime: Annotated[Regime, typer.Option(help="the law the request is made under")],
+    url: Annotated[list[str], typer.Option(help="link to the content; repeatable")] = [],  # noqa: B006
+    content_id: Annotated[list[str], typer.Option(help="platform content id; repeatable")] = [],  # noqa: B006
+    image: Annotated[list[Path], typer.Option(help="the image itself; repeatable")] = [],  # noqa: B006
+    pdq: Annotated[list[str], typer.Option(help="PDQ hash, 64 hex; repeatable")] = [],  # noqa: B006
+    md5: Annotated[list[str], typer.Option(help="MD5 hash, 32 hex; repeatable")] = [],  # noqa: B006
+    name: Annotated[str, typer.Option(help="requester's name")] = "",
+    email: Annotated[str, typer.Option(help="requester's email")] = "",
+    contact: Annotated[str, typer.Option(help="other contact (phone, post)")] = "",
+    signature: Annotated[str, typer.Option(help="typed full name as signature")] = "",
+    relationship: Annotated[Relationship | None, typer.Option()] = None,
+    declare: Annotated[list[Declaration], typer.Option(help="repeatable")] = [],  # noqa: B006
+    statement: Annotated[str, typer.Option(help="why it is non-consensual / illegal")] = "",
+    csam: Annotated[bool, typer.Option(help="DSA notice about child sexual abuse")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """File a takedown request; prints the case number and the PIN (shown once)."""
+    try:
+        images = _read_images(image)
+    except InvalidRequest as exc:
+        raise _refuse(str(exc)) from exc
+    submission = TakedownSubmission(
+        regime=regime, locator=ContentLocator(tuple(content_id), tuple(url), tuple(pdq),
+                                              tuple(md5), len(images)),
+        requester_name=name, email=email, other_contact=contact, signature=signature,
+        relationship=relationship, declarations=frozenset(declare), statement=statement,
+        csam=csam)
+    service = _takedowns()
+    result = _case_call(service.submit, submission, images, channel="cli")
+    if as_json:
+        _line({"case": result.case.public(), "pin": result.pin})
+        return
+    _show_case(result.case, service.now(), False)
+    typer.echo(f"PIN (shown once): {result.pin}")
+
+
+@takedown_app.command("status")
+def takedown_status(
+    case: Annotated[str, typer.Argument(help="case number, e.g. TD-7K4Q9XWM2A")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a case with its history (operators: no PIN needed)."""
+    service = _takedowns()
+    _show_case(_case_call(service.view, case), service.now(), as_json)
+
+
+@takedown_app.command("list")
+def takedown_list(
+    due: Annotated[Due, typer.Option(help="overdue, at_risk (< 6 h left) or open")] = Due.OPEN,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Open cases, soonest deadline first."""
+    service = _takedowns()
+    now = service.now()
+    views = service.list_cases(due)
+    if as_json:
+        for view in views:
+            _line(view.to_dict(now))
+        return
+    table = Table(title=f"takedown cases: {due.value}")
+    for column in ("case", "regime", "status", "received (UTC)", "deadline (UTC)",
+                   "time left", "found", "removed"):
+        table.add_column(column)
+    for v in views:
+        left = v.deadline_at - now
+        hours = left.total_seconds() / 3600
+        table.add_row(v.number, v.regime, v.status.value, f"{v.received_at:%m-%d %H:%M}",
+                      f"{v.deadline_at:%m-%d %H:%M}",
+                      f"{hours:.1f} h" if hours >= 0 else f"OVERDUE {-hours:.1f} h",
+                      str(len(v.located)), str(len(v.removed)))
+    Console().print(table)
+
+
+@takedown_app.command("remove")
+def takedown_remove(
+    case: Annotated[str, typer.Argument()],
+    content_id: Annotated[list[str], typer.Option(help="more content to remove; repeatable")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Confirm removal: locate again (with any extra content ids), retry failed callbacks."""
+    service = _takedowns()
+    view = _case_call(service.remove, case, actor=_actor(), content_ids=content_id)
+    _show_case(view, service.now(), as_json)
+
+
+@takedown_app.command("reject")
+def takedown_reject(
+    case: Annotated[str, typer.Argument()],
+    reason: Annotated[list[str], typer.Option(help="shown to the requester; repeatable")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Reject a request, with reasons the requester is sent."""
+    service = _takedowns()
+    _show_case(_case_call(service.reject, case, reason, actor=_actor()), service.now(), as_json)
+
+
+@takedown_app.command("reverse")
+def takedown_reverse(
+    case: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="why the removal was wrong")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Restore removed content, withdraw the banked hashes and lift the strikes."""
+    service = _takedowns()
+    _show_case(_case_call(service.reverse, case, reason, actor=_actor()), service.now(),
+               as_json)
+
+
+@takedown_app.command("dispatch")
+def takedown_dispatch() -> None:
+    """Make the removal callbacks that are due (for a cron job when no server runs)."""
+    service = _takedowns()
+    if service.callback is None:
+        raise _refuse("no removal callback configured: set CONSENTRY_REMOVAL_CALLBACK_URL "
+                      "and CONSENTRY_REMOVAL_CALLBACK_SECRET")
+    typer.echo(f"{service.dispatch()} callback attempts made")
 
 
 if __name__ == "__main__":
