@@ -157,7 +157,7 @@ class CaseView:
             "located": [asdict(i) for i in self.located], "removed": list(self.removed),
             "failed": list(self.failed),
             "time_to_removal_s": (self.time_to_removal.total_seconds()
-                                  if self.time_to_removal else None),
+                                  if self.time_to_removal is not None else None),
             "events": [{"kind": e.kind.value, "at": e.at.isoformat(), "actor": e.actor,
                         "automated": e.automated, "details": e.details} for e in self.events],
         })
@@ -685,7 +685,8 @@ class TakedownService:
             if since is not None:
                 query = query.where(TakedownCase.received_at >= since)
             views = [self._view(s, r) for r in s.scalars(query)]
-        times = sorted(v.time_to_removal.total_seconds() for v in views if v.time_to_removal)
+        times = sorted(v.time_to_removal.total_seconds() for v in views
+                       if v.time_to_removal is not None)
         return {
             "cases": len(views),
             "removed": len(times),
