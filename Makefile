@@ -4,9 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test lint bench clean
+.PHONY: install system-deps serve test lint bench clean
 
 install: $(STAMP)
+
+# Debian packages the tests need: chromium for the browser tests (driven by Playwright
+# through executable_path; Playwright downloads no browser of its own).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-dejavu-core >/dev/null; }
+	@chromium --version
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +30,7 @@ serve: install
 lint: install
 	$(BIN)/ruff check consentry tests bench
 
-test: install lint
+test: install system-deps lint
 	$(BIN)/pytest
 
 bench: install
