@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import base64
 import re
-import sys
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from removal_platform import SECRET, RemovalPlatform
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from removal_platform import SECRET, RemovalPlatform  # noqa: E402
-
-from consentry.access import Scope, create_api_key  # noqa: E402
-from consentry.api.app import create_app  # noqa: E402
-from consentry.banks.services import entry_hashes  # noqa: E402
-from consentry.cases.callback import PlatformCallback  # noqa: E402
-from consentry.cases.senders import OutboxSender  # noqa: E402
-from consentry.cases.takedowns import TakedownService  # noqa: E402
-from consentry.signals.hashing import fingerprint  # noqa: E402
+from consentry.access import Scope, create_api_key
+from consentry.api.app import create_app
+from consentry.banks.services import entry_hashes
+from consentry.cases.callback import PlatformCallback
+from consentry.cases.senders import OutboxSender
+from consentry.cases.takedowns import TakedownService
+from consentry.signals.hashing import fingerprint
 
 TIDA = {"regime": "take_it_down", "signature": "Sam Doe", "email": "sam@example.org",
         "statement": "shared without my consent", "declarations": ["not_consensual"]}
@@ -77,6 +73,27 @@ def test_incomplete_request_is_answered_with_what_is_missing(client):
     missing = {m["field"] for m in r.json()["case"]["missing"]}
     assert {"contact", "relationship", "declaration:intimate"} <= missing
     assert r.json()["case"]["status"] == "incomplete" and not r.json()["complete"]
+
+
+def test_requester_completes_a_request_and_appeals_a_rejection(client, gate, posted):
+    first = client.post("/v1/takedowns", json={"regime": "take_it_down",
+                                               "content_ids": ["post-1"]}).json()
+    number, pin = first["case"]["case"], first["pin"]
+    done = client.post(f"/v1/takedowns/{number}/amend", headers={"X-Case-PIN": pin},
+                       json={**TIDA, "content_ids": ["elsewhere"]})
+    assert done.status_code == 200 and done.json()["case"]["status"] == "received"
+    again = client.post(f"/v1/takedowns/{number}/amend", headers={"X-Case-PIN": pin},
+                        json={**TIDA, "content_ids": ["post-1"]})
+    assert again.status_code == 409
+    _, worker = create_api_key(gate.db, "worker", [Scope.CASES])
+    client.post(f"/v1/takedowns/{number}/reject", headers={"X-API-Key": worker},
+                json={"reasons": ["we could not find this post"]})
+    wrong_pin = client.post(f"/v1/takedowns/{number}/appeal",
+                            headers={"X-Case-PIN": "99999999"}, json={"reason": "look again"})
+    assert wrong_pin.status_code == 404
+    appealed = client.post(f"/v1/takedowns/{number}/appeal", headers={"X-Case-PIN": pin},
+                           json={"reason": "it is post-1"})
+    assert appealed.status_code == 200 and appealed.json()["status"] == "appealed"
 
 
 def test_bad_input_gets_precise_errors(client):

@@ -14,25 +14,22 @@ import base64
 import email
 import email.policy
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
+from removal_platform import SECRET, RemovalPlatform
 from sqlalchemy import func, select
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from removal_platform import SECRET, RemovalPlatform  # noqa: E402
-
-from consentry.access import Scope, create_api_key  # noqa: E402
-from consentry.api.app import create_app  # noqa: E402
-from consentry.banks.registry import EntryHashes  # noqa: E402
-from consentry.cases.callback import PlatformCallback  # noqa: E402
-from consentry.cases.senders import OutboxSender  # noqa: E402
-from consentry.cases.takedowns import TakedownService  # noqa: E402
-from consentry.store.models import ContentItem  # noqa: E402
+from consentry.access import Scope, create_api_key
+from consentry.api.app import create_app
+from consentry.banks.registry import EntryHashes
+from consentry.cases.callback import PlatformCallback
+from consentry.cases.senders import OutboxSender
+from consentry.cases.takedowns import TakedownService
+from consentry.store.models import ContentItem
 
 ITEMS = 1000
 

@@ -134,6 +134,37 @@ async def requester_status(number: str, request: Request,
     return (await run_in_threadpool(lookup, request, number, x_case_pin)).public()
 
 
+class AppealIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=5000)
+
+
+@router.post("/{number}/amend", response_model=SubmittedOut,
+             summary="Complete an incomplete request (case number + PIN)")
+async def amend(number: str, body: TakedownIn, request: Request,
+                x_case_pin: Annotated[str, Header()]) -> SubmittedOut:
+    await run_in_threadpool(lookup, request, number, x_case_pin)  # throttled PIN check
+    images = [decode_base64(v, f"images[{i}]") for i, v in enumerate(body.images)]
+    svc = service(request)
+    try:
+        result = await run_in_threadpool(svc.amend, number, x_case_pin,
+                                         body.submission(len(images)), images)
+    except TakedownError as exc:
+        raise takedown_error(exc) from exc
+    except CaseStateError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail={
+            "code": "wrong_state", "message": str(exc)}) from exc
+    return submitted(result)
+
+
+@router.post("/{number}/appeal", summary="Contest a rejection (case number + PIN)")
+async def appeal(number: str, body: AppealIn, request: Request,
+                 x_case_pin: Annotated[str, Header()]) -> dict[str, Any]:
+    await run_in_threadpool(lookup, request, number, x_case_pin)
+    view = await run_in_threadpool(_call, service(request).appeal, number, x_case_pin,
+                                   body.reason)
+    return view.public()
+
+
 @router.get("", summary="Open cases by deadline; ?due=overdue|at_risk|open")
 async def list_cases(request: Request, _: CaseWorker,
                      due: Annotated[Due, Query()] = Due.OPEN) -> dict[str, Any]:
