@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from removal_platform import RemovalPlatform
 from sqlalchemy import create_engine, text
 
 from consentry.config import Settings
@@ -59,6 +60,14 @@ class Clock:
 
     def advance(self, **kwargs: float) -> None:
         self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def platform() -> Iterator[RemovalPlatform]:
+    """A platform's removal endpoint on a loopback port (takedown callbacks land here)."""
+    p = RemovalPlatform()
+    yield p
+    p.close()
 
 
 @pytest.fixture

@@ -10,19 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from removal_platform import SECRET, RemovalPlatform
+from removal_platform import SECRET
 
 from consentry.banks.content import ContentIndex
 from consentry.banks.services import entry_hashes
 from consentry.signals.hashing import fingerprint
 from consentry.store import Database
-
-
-@pytest.fixture
-def platform():
-    p = RemovalPlatform()
-    yield p
-    p.close()
 
 
 @pytest.fixture

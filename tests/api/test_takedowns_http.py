@@ -8,7 +8,7 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from removal_platform import SECRET, RemovalPlatform
+from removal_platform import SECRET
 
 from consentry.access import Scope, create_api_key
 from consentry.api.app import create_app
@@ -20,13 +20,6 @@ from consentry.signals.hashing import fingerprint
 
 TIDA = {"regime": "take_it_down", "signature": "Sam Doe", "email": "sam@example.org",
         "statement": "shared without my consent", "declarations": ["not_consensual"]}
-
-
-@pytest.fixture
-def platform():
-    p = RemovalPlatform()
-    yield p
-    p.close()
 
 
 @pytest.fixture

@@ -20,13 +20,6 @@ from consentry.signals.hashing import fingerprint
 
 
 @pytest.fixture
-def platform() -> Iterator[RemovalPlatform]:
-    p = RemovalPlatform()
-    yield p
-    p.close()
-
-
-@pytest.fixture
 def takedowns(db, clock, tmp_path: Path, platform: RemovalPlatform) -> Iterator[TakedownService]:
     banks = BankServices.open(db)
     callback = PlatformCallback(platform.url, SECRET)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
-from removal_platform import SECRET, RemovalPlatform
+from removal_platform import SECRET
 from sqlalchemy import func, select
 
 from consentry.access import Scope, create_api_key
@@ -42,13 +42,6 @@ def jpeg(img: Image.Image, quality: int = 88) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-@pytest.fixture
-def platform():
-    p = RemovalPlatform()
-    yield p
-    p.close()
 
 
 @pytest.fixture
