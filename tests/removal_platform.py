@@ -38,19 +38,27 @@ class RemovalPlatform:
         platform = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real platform would
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 status = platform.handle(self.path, body, self.headers.get(SIGNATURE_HEADER, ""),
                                          self.headers.get(IDEMPOTENCY_HEADER, ""))
+                reply = b'{"ok": %s}' % (b"true" if status == 200 else b"false")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(b'{"ok": %s}' % (b"true" if status == 200 else b"false"))
+                self.wfile.write(reply)
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the service sends several callbacks at once
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

@@ -159,18 +159,27 @@ class ContentIndex:
     def sync(self) -> int:
         """Load hash rows registered since the last sync (by any process)."""
         with self._lock:
-            loaded = 0
+            # Read every page first and add once: each add of a large batch rebuilds the
+            # index, so page-by-page adds would cost quadratic time at server start.
+            id_pages, hash_pages = [], []
+            after = self._watermark
             while True:
                 with self.db.transaction() as s:
                     rows = s.execute(select(ContentHash.id, ContentHash.pdq)
-                                     .where(ContentHash.id > self._watermark)
+                                     .where(ContentHash.id > after)
                                      .order_by(ContentHash.id).limit(_PAGE)).all()
                 if not rows:
-                    return loaded
-                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-                self._index.add(ids, from_hex([r[1] for r in rows]))
-                self._watermark = int(ids[-1])
-                loaded += len(rows)
+                    break
+                id_pages.append(np.fromiter((r[0] for r in rows), dtype=np.int64,
+                                            count=len(rows)))
+                hash_pages.append(from_hex([r[1] for r in rows]))
+                after = int(id_pages[-1][-1])
+            if not id_pages:
+                return 0
+            ids = np.concatenate(id_pages)
+            self._index.add(ids, np.concatenate(hash_pages))
+            self._watermark = after
+            return len(ids)
 
     @property
     def size(self) -> int:
