@@ -171,3 +171,22 @@ def test_the_form_explains_an_incomplete_request_and_a_bad_upload(client):
                                              "urls": "https://social.example/p/1"})
     assert partial.status_code == 201 and "We need a little more" in partial.text
     assert "signature" in partial.text.lower()
+
+
+def test_an_incomplete_request_is_completed_on_the_form_with_the_pin(client, posted, platform):
+    partial = client.post("/takedown", data={"regime": "take_it_down",
+                                             "urls": "https://social.example/p/1"})
+    number = re.search(r'id="case-number">(TD-[0-9A-Z]+)<', partial.text).group(1)
+    pin = re.search(r'id="case-pin">(\d{8})<', partial.text).group(1)
+    form = client.get(f"/takedown?case={number}")
+    assert f'name="case_number" value="{number}"' in form.text
+    fields = {"regime": "take_it_down", "urls": "https://social.example/p/1",
+              "signature": "Sam Doe", "email": "sam@example.org",
+              "statement": "shared without my consent", "declarations": "not_consensual",
+              "case_number": number}
+    wrong = client.post("/takedown", data={**fields, "pin": "00000000"})
+    assert wrong.status_code == 404 and "no case with that number and PIN" in wrong.text
+    assert platform.removed == set()  # nothing acted on without the PIN
+    done = client.post("/takedown", data={**fields, "pin": pin})
+    assert done.status_code == 201 and "We have your request" in done.text
+    assert number in done.text and platform.removed == {"post-1"}
