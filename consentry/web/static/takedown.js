@@ -40,7 +40,7 @@
       md5Field.value = h.md5;
       input.value = "";  // the image never leaves this device
       input.disabled = true;
-      form.submit();
+      HTMLFormElement.prototype.submit.call(form);  // immune to a control named "submit"
     }, function () {
       onDevice.focus();  // the message says why; they may untick and send the image
     });
