@@ -36,7 +36,9 @@
     event.preventDefault();
     if (!pending) hashChosenFile();
     pending.then(function (h) {
-      pdqField.value = h.pdq;
+      // Like the server, drop a PDQ hash of a flat image (quality < 50): it would match
+      // unrelated images. The MD5 still finds exact copies.
+      pdqField.value = h.quality >= 50 ? h.pdq : "";
       md5Field.value = h.md5;
       input.value = "";  // the image never leaves this device
       input.disabled = true;
