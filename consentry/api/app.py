@@ -16,7 +16,7 @@ from consentry import __version__
 from consentry.api.auth import KeyCache
 from consentry.api.routers import accounts, banks, check, hma, media
 from consentry.api.routers import takedowns as takedowns_api
-from consentry.api.throttle import FailureThrottle
+from consentry.api.throttle import ClientThrottle
 from consentry.cases.takedowns import TakedownService
 from consentry.config import Settings
 from consentry.gate import Gate, InvalidRequest
@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         else:
             app.state.gate = gate
         app.state.keys = KeyCache(app.state.gate.db)
-        app.state.pin_throttle = FailureThrottle()
+        app.state.pin_throttle = ClientThrottle(limit=20, window_s=900)
+        app.state.submit_throttle = ClientThrottle(limit=30, window_s=3600)
         g = app.state.gate
         app.state.takedowns = takedowns or TakedownService.from_settings(
             g.db, g.banks, g.policy, settings)

@@ -1,5 +1,6 @@
-"""Per-client limit on failed status-page lookups, on top of each case's own PIN lock:
-one client cannot walk through case numbers, guessing a few PINs on each."""
+"""Per-client limits on the public takedown endpoints: failed status-page lookups (on top
+of each case's own PIN lock, so one client cannot walk through case numbers guessing a
+few PINs on each) and submissions (so one client cannot flood the channel)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import time
 from collections import deque
 
 
-class FailureThrottle:
+class ClientThrottle:
+    """At most ``limit`` recorded events per client in a sliding window."""
+
     def __init__(self, limit: int = 20, window_s: float = 900.0) -> None:
         self.limit, self.window_s = limit, window_s
         self._failures: dict[str, deque[float]] = {}
@@ -18,7 +21,7 @@ class FailureThrottle:
         with self._lock:
             return len(self._recent(client)) >= self.limit
 
-    def failed(self, client: str) -> None:
+    def record(self, client: str) -> None:
         with self._lock:
             if len(self._failures) > 100_000:  # bounded memory under a flood
                 self._failures.clear()

@@ -432,7 +432,9 @@ class TakedownService:
                 .join(TakedownCase, TakedownCase.id == RemovalJob.case_id)
                 .where(RemovalJob.state == "pending", RemovalJob.next_attempt_at <= now,
                        or_(RemovalJob.claimed_until.is_(None), RemovalJob.claimed_until < now))
-                .order_by(RemovalJob.next_attempt_at).limit(limit)).all()
+                .order_by(RemovalJob.next_attempt_at).limit(limit)
+                # Another dispatcher (process) skips what this one is claiming.
+                .with_for_update(of=RemovalJob, skip_locked=True)).all()
             out = []
             for job, number, regime in due:
                 job.claimed_until = now + _CLAIM

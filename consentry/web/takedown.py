@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData, UploadFile
 
 from consentry.api.routers._body import validate
-from consentry.api.routers.takedowns import TakedownIn, lookup, service
+from consentry.api.routers.takedowns import TakedownIn, admit_submission, lookup, service
 from consentry.cases.case import CaseStatus
 from consentry.cases.intake import Declaration, Regime, Relationship
 from consentry.cases.notices import REGIME_NAMES, format_deadline
@@ -99,6 +99,12 @@ async def takedown_submit(request: Request) -> HTMLResponse:
     form = await request.form()
     fields = _fields(form)
     amend = str(form.get("case_number", "")).strip() or None
+    if not amend:
+        try:
+            admit_submission(request)
+        except HTTPException as exc:
+            return _form_page(request, fields, status_code=exc.status_code,
+                              errors=[{"anchor": "main", "message": exc.detail["message"]}])
     upload = form.get("image")
     image = await upload.read() if isinstance(upload, UploadFile) and upload.filename else None
     try:

@@ -190,3 +190,11 @@ def test_an_incomplete_request_is_completed_on_the_form_with_the_pin(client, pos
     done = client.post("/takedown", data={**fields, "pin": pin})
     assert done.status_code == 201 and "We have your request" in done.text
     assert number in done.text and platform.removed == {"post-1"}
+
+
+def test_one_client_cannot_flood_the_channel(client):
+    codes = [client.post("/v1/takedowns", json={**TIDA, "content_ids": [f"p-{i}"]}).status_code
+             for i in range(31)]
+    assert codes == [201] * 30 + [429]
+    page = client.post("/takedown", data={"regime": "take_it_down", "urls": "https://x.example/1"})
+    assert page.status_code == 429 and "too many takedown requests" in page.text

@@ -101,6 +101,7 @@ def takedown_error(exc: TakedownError) -> InvalidRequest:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SubmittedOut,
              summary="Submit a takedown request (public; no account needed)")
 async def submit(body: TakedownIn, request: Request) -> SubmittedOut:
+    admit_submission(request)
     images = [decode_base64(v, f"images[{i}]") for i, v in enumerate(body.images)]
     try:
         result = await run_in_threadpool(service(request).submit,
@@ -108,6 +109,18 @@ async def submit(body: TakedownIn, request: Request) -> SubmittedOut:
     except TakedownError as exc:
         raise takedown_error(exc) from exc
     return submitted(result)
+
+
+def admit_submission(request: Request) -> None:
+    """At most 30 requests an hour from one client: enough for a person or a helper
+    organisation filing for several images, not for a flood of bogus removals."""
+    client = request.client.host if request.client else "unknown"
+    throttle = request.app.state.submit_throttle
+    if throttle.blocked(client):
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail={
+            "code": "too_many_requests", "message": "too many takedown requests from here; "
+            "try again in an hour, or contact us directly"})
+    throttle.record(client)
 
 
 def lookup(request: Request, number: str, pin: str) -> CaseView:
@@ -121,7 +134,7 @@ def lookup(request: Request, number: str, pin: str) -> CaseView:
     try:
         return service(request).status(number, pin)
     except CaseNotFound as exc:
-        throttle.failed(client)
+        throttle.record(client)
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=_NOT_FOUND) from exc
     except CaseLocked as exc:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail={
