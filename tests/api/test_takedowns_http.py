@@ -198,3 +198,15 @@ def test_one_client_cannot_flood_the_channel(client):
     assert codes == [201] * 30 + [429]
     page = client.post("/takedown", data={"regime": "take_it_down", "urls": "https://x.example/1"})
     assert page.status_code == 429 and "too many takedown requests" in page.text
+
+
+def test_an_oversized_image_is_refused_with_413(client):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (8000, 6000)).save(buf, "PNG")  # 48 megapixels, small file
+    r = client.post("/v1/takedowns", json={**TIDA, "images": [
+        base64.b64encode(buf.getvalue()).decode()]})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "image_too_large"

@@ -232,3 +232,22 @@ def test_bad_input_is_refused_and_records_nothing(takedowns):
     with pytest.raises(TakedownError):
         takedowns.submit(tida(ContentLocator(urls=("x" * 3000,))))
     assert takedowns.list_cases() == []
+
+
+def test_a_platform_that_is_down_is_recorded_and_retried(takedowns, posted, clock):
+    import socket
+
+    from consentry.cases.callback import PlatformCallback
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    takedowns.callback = PlatformCallback(f"http://127.0.0.1:{port}/{{content_id}}",
+                                          "a-secret-of-16-chars")
+    case = takedowns.submit(tida(ContentLocator(content_ids=("post-resized",)))).case
+    assert case.status is CaseStatus.LOCATED and not case.removed
+    with takedowns.db.transaction() as s:
+        attempts = s.execute(select(RemovalAttempt.outcome, RemovalAttempt.detail)).all()
+    assert len(attempts) == 3 and {o for o, _ in attempts} == {"unreachable"}
+    assert all("Connect" in detail for _, detail in attempts)
+    assert not takedowns.banks.content.get("post-resized").removed  # nothing marked removed
