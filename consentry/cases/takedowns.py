@@ -27,7 +27,12 @@ from consentry.banks.pdq_index import from_hex
 from consentry.banks.registry import BankError, DuplicateEntry, EntryHashes
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.cases import notices
-from consentry.cases.callback import PlatformCallback, RemovalRequest, retry_delay
+from consentry.cases.callback import (
+    AttemptResult,
+    PlatformCallback,
+    RemovalRequest,
+    retry_delay,
+)
 from consentry.cases.case import (
     APPEAL_DAYS,
     CLOSED_STATUSES,
@@ -61,7 +66,7 @@ from consentry.enforcement.ledger import ensure_account, load_standing, record_c
 from consentry.enforcement.standing import consequence_of
 from consentry.policy.document import Policy
 from consentry.policy.evaluate import Ruling
-from consentry.signals.hashing import fingerprint, pdq_dihedral_estimates
+from consentry.signals.hashing import Fingerprint, fingerprint, pdq_dihedral_estimates
 from consentry.signals.image import ImageRejected
 from consentry.store import Database
 from consentry.store.models import (
@@ -311,7 +316,7 @@ class TakedownService:
     # -- locate, bank, remove ---------------------------------------------------------
 
     def _process(self, number: str, submission: TakedownSubmission,
-                 fps: Sequence[Any]) -> None:
+                 fps: Sequence[Fingerprint]) -> None:
         found = self._locate(submission.locator, fps)
         items = [LocatedItem(r.content_id, r.account_id, r.distance or 0,
                              r.content_id in found.identified)
@@ -332,7 +337,7 @@ class TakedownService:
             self._settle(number)  # nothing to remove: tell the requester now
         self.dispatch()
 
-    def _locate(self, locator: ContentLocator, fps: Sequence[Any]) -> _Located:
+    def _locate(self, locator: ContentLocator, fps: Sequence[Fingerprint]) -> _Located:
         content = self.banks.content
         found = _Located()
         named: list[ContentRecord] = []
@@ -442,7 +447,7 @@ class TakedownService:
                                                    CLAUSE, job.idempotency_key)))
             return out
 
-    def _finish(self, job_id: int, result: Any) -> str:
+    def _finish(self, job_id: int, result: AttemptResult) -> str:
         now = self._clock()
         with self.db.transaction() as s:
             job = s.get(RemovalJob, job_id)
@@ -505,17 +510,17 @@ class TakedownService:
             located = view.located
         if not located:
             for email in requesters:
-                self._send(number, notices.nothing_found(number, _regime(regime), email))
+                self._send(number, notices.nothing_found(number, Regime(regime), email))
             return
         for account, content_ids in uploaders.items():
             if account not in struck:
                 self._send(number, notices.statement_of_reasons(
-                    number, _regime(regime), account, content_ids, self._clause_title(),
+                    number, Regime(regime), account, content_ids, self._clause_title(),
                     automated=True, appeal_url=self.appeal_url, appeal_days=APPEAL_DAYS))
         if complete:
             copies = sum(1 for i in located if not i.identified and i.content_id in removed)
             for email in requesters:
-                self._send(number, notices.content_removed(number, _regime(regime), email,
+                self._send(number, notices.content_removed(number, Regime(regime), email,
                                                            len(removed), copies))
 
     def _strike(self, s: Session, row: TakedownCase, account: str,
@@ -573,7 +578,7 @@ class TakedownService:
             self._event(s, row, EventKind.REJECTED, actor, automated=False, reasons=reasons)
             requesters = self._requesters(s, row)
         for email in requesters:
-            self._send(view.number, notices.request_rejected(view.number, _regime(view.regime),
+            self._send(view.number, notices.request_rejected(view.number, Regime(view.regime),
                                                              email, reasons))
         return self.view(view.number)
 
@@ -600,7 +605,7 @@ class TakedownService:
         for entry_id in entries:
             with suppress(BankError):  # already removed by an administrator
                 self.banks.registry.set_entry_enabled(entry_id, False, actor=actor)
-        regime = _regime(view.regime)
+        regime = Regime(view.regime)
         for email in requesters:
             self._send(view.number, notices.removal_reversed(view.number, regime, email, reason))
         by_account: dict[str, list[str]] = {}
@@ -777,11 +782,7 @@ class TakedownService:
 _DUMMY_PIN_HASH = hash_pin("00000000")
 
 
-def _regime(value: str) -> Regime:
-    return Regime(value)
-
-
-def _validate(submission: TakedownSubmission, images: Sequence[bytes]) -> list[Any]:
+def _validate(submission: TakedownSubmission, images: Sequence[bytes]) -> list[Fingerprint]:
     loc = submission.locator
     if len(images) > MAX_IMAGES:
         raise TakedownError("too_many_images", f"at most {MAX_IMAGES} images per request",
@@ -809,7 +810,8 @@ def _validate(submission: TakedownSubmission, images: Sequence[bytes]) -> list[A
     return fps
 
 
-def _with_image_hashes(submission: TakedownSubmission, fps: Sequence[Any]) -> TakedownSubmission:
+def _with_image_hashes(submission: TakedownSubmission,
+                       fps: Sequence[Fingerprint]) -> TakedownSubmission:
     """Uploaded images are kept only as hashes (the bytes are not stored)."""
     if not fps:
         return submission
