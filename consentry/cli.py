@@ -37,7 +37,7 @@ from consentry.banks.registry import (
 )
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.banks.sweep import active_entries, entry_in_bank, sweep_entry
-from consentry.cases.case import Due
+from consentry.cases.case import CaseView, Due
 from consentry.cases.intake import (
     ContentLocator,
     Declaration,
@@ -48,7 +48,6 @@ from consentry.cases.intake import (
 from consentry.cases.takedowns import (
     CaseNotFound,
     CaseStateError,
-    CaseView,
     TakedownError,
     TakedownService,
 )

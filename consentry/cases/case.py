@@ -8,10 +8,12 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
+
+from consentry.cases.intake import Missing
 
 # The legal clock: TAKE IT DOWN Act and the UK report both give 48 hours from receipt.
 REMOVAL_DEADLINE: Final = timedelta(hours=48)
@@ -95,6 +97,96 @@ def removed_at(events: Sequence[Event]) -> datetime | None:
     """When the case was closed with its content removed (for the SLA)."""
     closed = [e.at for e in events if e.kind is EventKind.CLOSED]
     return closed[-1] if closed else None
+
+
+@dataclass(frozen=True)
+class LocatedItem:
+    content_id: str
+    account_id: str | None
+    distance: int
+    identified: bool  # named in the request (rather than found as a copy)
+
+
+@dataclass(frozen=True)
+class CaseView:
+    number: str
+    regime: str
+    status: CaseStatus
+    received_at: datetime
+    deadline_at: datetime
+    removed_at: datetime | None
+    merged_into: str | None
+    missing: tuple[Missing, ...]
+    located: tuple[LocatedItem, ...]
+    removed: tuple[str, ...]
+    failed: tuple[str, ...]
+    unknown: tuple[str, ...]  # content ids / URLs the request named that we do not hold
+    events: tuple[Event, ...] = field(repr=False, default=())
+
+    @property
+    def time_to_removal(self) -> timedelta | None:
+        return self.removed_at - self.received_at if self.removed_at else None
+
+    def public(self) -> dict[str, Any]:
+        """What the requester's status page shows: no uploader, no content ids."""
+        return {
+            "case": self.number, "regime": self.regime, "status": self.status.value,
+            "received_at": self.received_at.isoformat(),
+            "deadline": self.deadline_at.isoformat(),
+            "removed_at": self.removed_at.isoformat() if self.removed_at else None,
+            "merged_into": self.merged_into,
+            "missing": [{"field": m.field, "why": m.why} for m in self.missing],
+            "items_found": len(self.located), "items_removed": len(self.removed),
+            "copies_found": sum(1 for i in self.located if not i.identified),
+            "not_found": list(self.unknown),
+        }
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        """The moderator's view: everything, history included."""
+        out = self.public()
+        out.update({
+            "located": [asdict(i) for i in self.located], "removed": list(self.removed),
+            "failed": list(self.failed),
+            "time_to_removal_s": (self.time_to_removal.total_seconds()
+                                  if self.time_to_removal is not None else None),
+            "events": [{"kind": e.kind.value, "at": e.at.isoformat(), "actor": e.actor,
+                        "automated": e.automated, "details": e.details} for e in self.events],
+        })
+        if now is not None and self.status not in CLOSED_STATUSES:
+            out["due"] = due_state(self.deadline_at, now).value
+            out["time_left_s"] = (self.deadline_at - now).total_seconds()
+        return out
+
+
+def fold_case(number: str, regime: str, received_at: datetime, deadline_at: datetime,
+              merged_into: str | None, events: Sequence[Event]) -> CaseView:
+    """The case as its events say it stands."""
+    missing: tuple[Missing, ...] = ()
+    located: dict[str, LocatedItem] = {}
+    removed: dict[str, None] = {}
+    failed: dict[str, None] = {}
+    unknown: list[str] = []
+    for e in events:
+        if e.kind is EventKind.INCOMPLETE:
+            missing = tuple(Missing(**m) for m in e.details["missing"])
+        elif e.kind is EventKind.RECEIVED:
+            missing = ()
+        elif e.kind is EventKind.LOCATED:
+            for item in e.details["items"]:
+                located.setdefault(item["content_id"], LocatedItem(**item))
+        elif e.kind is EventKind.ITEM_REMOVED:
+            removed[e.details["content_id"]] = None
+            failed.pop(e.details["content_id"], None)
+        elif e.kind is EventKind.ITEM_RESTORED:
+            removed.pop(e.details["content_id"], None)
+        elif e.kind is EventKind.REMOVAL_FAILED and e.details.get("action") == "remove":
+            failed[e.details["content_id"]] = None
+        elif e.kind is EventKind.NOT_FOUND:
+            unknown += [u for u in e.details["unknown"] if u not in unknown]
+    return CaseView(number, regime, derive_status(events), received_at,
+                    deadline_at, removed_at(events), merged_into, missing,
+                    tuple(located.values()), tuple(removed), tuple(failed),
+                    tuple(unknown), tuple(events))
 
 
 class Due(StrEnum):

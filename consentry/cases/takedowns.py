@@ -38,18 +38,19 @@ from consentry.cases.case import (
     CLOSED_STATUSES,
     REMOVAL_DEADLINE,
     CaseStatus,
+    CaseView,
     Due,
     Event,
     EventKind,
-    derive_status,
+    LocatedItem,
     due_state,
+    fold_case,
     hash_pin,
     lock_duration,
     new_case_number,
     new_pin,
     normalise_case_number,
     pin_matches,
-    removed_at,
 )
 from consentry.cases.intake import (
     ContentLocator,
@@ -111,65 +112,6 @@ class CaseLocked(PermissionError):
 
 class CaseStateError(ValueError):
     """The action does not apply to the case as it stands."""
-
-
-@dataclass(frozen=True)
-class LocatedItem:
-    content_id: str
-    account_id: str | None
-    distance: int
-    identified: bool  # named in the request (rather than found as a copy)
-
-
-@dataclass(frozen=True)
-class CaseView:
-    number: str
-    regime: str
-    status: CaseStatus
-    received_at: datetime
-    deadline_at: datetime
-    removed_at: datetime | None
-    merged_into: str | None
-    missing: tuple[Missing, ...]
-    located: tuple[LocatedItem, ...]
-    removed: tuple[str, ...]
-    failed: tuple[str, ...]
-    unknown: tuple[str, ...]  # content ids / URLs the request named that we do not hold
-    events: tuple[Event, ...] = field(repr=False, default=())
-
-    @property
-    def time_to_removal(self) -> timedelta | None:
-        return self.removed_at - self.received_at if self.removed_at else None
-
-    def public(self) -> dict[str, Any]:
-        """What the requester's status page shows: no uploader, no content ids."""
-        return {
-            "case": self.number, "regime": self.regime, "status": self.status.value,
-            "received_at": self.received_at.isoformat(),
-            "deadline": self.deadline_at.isoformat(),
-            "removed_at": self.removed_at.isoformat() if self.removed_at else None,
-            "merged_into": self.merged_into,
-            "missing": [{"field": m.field, "why": m.why} for m in self.missing],
-            "items_found": len(self.located), "items_removed": len(self.removed),
-            "copies_found": sum(1 for i in self.located if not i.identified),
-            "not_found": list(self.unknown),
-        }
-
-    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
-        """The moderator's view: everything, history included."""
-        out = self.public()
-        out.update({
-            "located": [asdict(i) for i in self.located], "removed": list(self.removed),
-            "failed": list(self.failed),
-            "time_to_removal_s": (self.time_to_removal.total_seconds()
-                                  if self.time_to_removal is not None else None),
-            "events": [{"kind": e.kind.value, "at": e.at.isoformat(), "actor": e.actor,
-                        "automated": e.automated, "details": e.details} for e in self.events],
-        })
-        if now is not None and self.status not in CLOSED_STATUSES:
-            out["due"] = due_state(self.deadline_at, now).value
-            out["time_left_s"] = (self.deadline_at - now).total_seconds()
-        return out
 
 
 @dataclass(frozen=True)
@@ -717,32 +659,8 @@ class TakedownService:
         events = [Event(EventKind(e.kind), e.at, e.actor, e.automated, e.details)
                   for e in s.scalars(select(CaseEvent).where(CaseEvent.case_id == row.id)
                                      .order_by(CaseEvent.id))]
-        missing: tuple[Missing, ...] = ()
-        located: dict[str, LocatedItem] = {}
-        removed: dict[str, None] = {}
-        failed: dict[str, None] = {}
-        unknown: list[str] = []
-        for e in events:
-            if e.kind is EventKind.INCOMPLETE:
-                missing = tuple(Missing(**m) for m in e.details["missing"])
-            elif e.kind is EventKind.RECEIVED:
-                missing = ()
-            elif e.kind is EventKind.LOCATED:
-                for item in e.details["items"]:
-                    located.setdefault(item["content_id"], LocatedItem(**item))
-            elif e.kind is EventKind.ITEM_REMOVED:
-                removed[e.details["content_id"]] = None
-                failed.pop(e.details["content_id"], None)
-            elif e.kind is EventKind.ITEM_RESTORED:
-                removed.pop(e.details["content_id"], None)
-            elif e.kind is EventKind.REMOVAL_FAILED and e.details.get("action") == "remove":
-                failed[e.details["content_id"]] = None
-            elif e.kind is EventKind.NOT_FOUND:
-                unknown += [u for u in e.details["unknown"] if u not in unknown]
-        return CaseView(row.number, row.regime, derive_status(events), row.received_at,
-                        row.deadline_at, removed_at(events), row.merged_into, missing,
-                        tuple(located.values()), tuple(removed), tuple(failed),
-                        tuple(unknown), tuple(events))
+        return fold_case(row.number, row.regime, row.received_at, row.deadline_at,
+                         row.merged_into, events)
 
     def _open_case_with(self, s: Session, keys: Sequence[str]) -> TakedownCase | None:
         if not keys:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from consentry.access import Principal, Scope
 from consentry.api.auth import require
 from consentry.api.routers._body import decode_base64
-from consentry.cases.case import Due
+from consentry.cases.case import CaseView, Due
 from consentry.cases.intake import (
     ContentLocator,
     Declaration,
@@ -25,7 +25,6 @@ from consentry.cases.takedowns import (
     CaseLocked,
     CaseNotFound,
     CaseStateError,
-    CaseView,
     SubmitResult,
     TakedownError,
     TakedownService,
