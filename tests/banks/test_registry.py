@@ -215,3 +215,23 @@ def test_content_index_finds_copies_and_sweeps(registry, db):
         content.register("c1", "upload", EntryHashes(md5="9" * 32, pdq=original))
     assert content.mark_removed(["c1", "c2"]) == 2
     assert [r.content_id for r in content.copies(None, q(original))] == []
+
+
+def test_sweep_finds_a_mirrored_copy_from_the_banked_hashes_alone(registry, db, photos):
+    import io
+
+    from PIL import Image, ImageOps
+
+    from consentry.banks.services import entry_hashes
+    from consentry.banks.sweep import sweep_entry
+    from consentry.signals.hashing import fingerprint
+
+    img = Image.open(io.BytesIO(photos["hopper"])).convert("RGB")
+    buf = io.BytesIO()
+    ImageOps.mirror(img).save(buf, "JPEG", quality=80)
+    content = ContentIndex(db)
+    content.register("mirrored", "upload", entry_hashes(fingerprint(buf.getvalue())))
+    content.register("other", "upload", entry_hashes(fingerprint(photos["coffee"])))
+    registry.create("victims", "block", "ncii")
+    entry = registry.add_entry("victims", entry_hashes(fingerprint(photos["hopper"])))
+    assert [r.content_id for r in sweep_entry(registry, content, entry)] == ["mirrored"]

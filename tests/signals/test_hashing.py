@@ -33,6 +33,7 @@ from consentry.signals.hashing import (
     ingest_hashes,
     parse_pdq_hex,
     pdq_batch,
+    pdq_dihedral_estimates,
     pdq_distances,
     query_hashes,
 )
@@ -360,3 +361,22 @@ def test_large_images_are_hashed_at_working_size(photos):
     assert max(decode_for_hashing(_jpeg(big, 90)).size) == 768
     with pytest.raises(TypeError, match="bytes or a PIL image"):
         image_hashes("retina.jpg")  # type: ignore[arg-type]
+
+
+def test_rotations_and_mirrors_are_estimated_from_the_hash_alone(photos, capsys):
+    # A bank entry or a hash from a victim's device has no pixels; the estimate must still
+    # find a mirrored or rotated copy well inside the match distance.
+    worst = 0
+    for name, img in list(photos.items())[:12]:
+        stored = np.stack([h.array for h in ingest_hashes(img)])
+        estimates = pdq_dihedral_estimates(stored)
+        assert estimates.shape == (len(stored) * 8, 32)
+        assert (estimates[::8] == stored).all()  # the identity comes first
+        for turn in (Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90,
+                     Image.Transpose.ROTATE_180, Image.Transpose.FLIP_TOP_BOTTOM):
+            copy = np.stack([h.array for h in ingest_hashes(img.transpose(turn))])
+            best = int(pdq_distances(estimates[:, None, :], copy[None, :, :]).min())
+            worst = max(worst, best)
+            assert best <= 12, (name, turn, best)
+    with capsys.disabled():
+        print(f"\n  dihedral estimates: worst best-distance {worst} bits over 12 photos x 4 turns")
