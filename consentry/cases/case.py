@@ -60,6 +60,7 @@ class EventKind(StrEnum):
     APPEALED = "appealed"
     REVERSED = "reversed"
     ITEM_RESTORED = "item_restored"
+    PROCESSING_FAILED = "processing_failed"  # an error after intake; a case worker retries
 
 
 @dataclass(frozen=True)

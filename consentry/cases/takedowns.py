@@ -211,9 +211,7 @@ class TakedownService:
                 self._event(s, primary, EventKind.DUPLICATE_MERGED, "system",
                             duplicate=row.number)
             number, target = row.number, (primary.number if primary else row.number)
-        self._acknowledge(number, submission, missing)
-        if not missing:
-            self._process(target, submission, fps)
+        self._after_intake(number, target, submission, fps, missing)
         return SubmitResult(self.view(number), pin)
 
     def amend(self, number: str, pin: str, submission: TakedownSubmission,
@@ -236,10 +234,23 @@ class TakedownService:
                             missing=[asdict(m) for m in missing])
             else:
                 self._event(s, row, EventKind.RECEIVED, "requester", channel=row.channel)
-        self._acknowledge(case.number, submission, missing)
-        if not missing:
-            self._process(case.number, submission, fps)
+        self._after_intake(case.number, case.number, submission, fps, missing)
         return SubmitResult(self.view(case.number), pin)
+
+    def _after_intake(self, number: str, target: str, submission: TakedownSubmission,
+                      fps: Sequence[Fingerprint], missing: Sequence[Missing]) -> None:
+        """Acknowledge, then locate and remove. The case is already recorded and its PIN
+        must reach the requester, so a failure here is logged and recorded on the case
+        (which stays open for a case worker), never raised."""
+        try:
+            self._acknowledge(number, submission, missing)
+            if not missing:
+                self._process(target, submission, fps)
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            _log.exception("takedown %s: processing failed after intake", target)
+            with self.db.transaction() as s:
+                self._event(s, self._row(s, target), EventKind.PROCESSING_FAILED, "system",
+                            error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _acknowledge(self, number: str, submission: TakedownSubmission,
                      missing: Sequence[Missing]) -> None:

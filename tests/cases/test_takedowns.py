@@ -251,3 +251,16 @@ def test_a_platform_that_is_down_is_recorded_and_retried(takedowns, posted, cloc
     assert len(attempts) == 3 and {o for o, _ in attempts} == {"unreachable"}
     assert all("Connect" in detail for _, detail in attempts)
     assert not takedowns.banks.content.get("post-resized").removed  # nothing marked removed
+
+
+def test_an_error_after_intake_keeps_the_case_and_returns_the_pin(takedowns, posted):
+    def broken(*args, **kwargs):
+        raise RuntimeError("content index unavailable")
+
+    takedowns._locate = broken
+    result = takedowns.submit(tida(ContentLocator(content_ids=("post-resized",))))
+    assert len(result.pin) == 8 and result.case.status is CaseStatus.RECEIVED
+    assert [e.kind.value for e in result.case.events][-1] == "processing_failed"
+    assert [v.number for v in takedowns.list_cases()] == [result.case.number]
+    del takedowns._locate
+    assert takedowns.remove(result.case.number, actor="mod").status is CaseStatus.REMOVED
