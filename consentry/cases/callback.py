@@ -111,7 +111,7 @@ class PlatformCallback:
         try:
             response = self._client.post(self.target(request.content_id), content=body,
                                          headers=headers)
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - every attempt is recorded, whatever failed
             return AttemptResult("unreachable", None, f"{type(exc).__name__}: {exc}"[:500],
                                  _ms(started))
         code = response.status_code
