@@ -24,7 +24,8 @@ class Settings:
     # content of fictional adults (with a label). Default: block.
     allow_adult_content: bool = False
     analysis_timeout_s: float = 10.0
-    # Save the bank match index under data_dir so a restart replays only newer changes.
+    # Save the bank and content match indexes under data_dir, so a restart reads only
+    # newer changes.
     persist_index: bool = True
     # Hosts the HMA-compatible endpoints may fetch ``?url=`` from (a host also admits its
     # subdomains). Empty: URL fetching is off, so the server can never be made to reach

@@ -3,18 +3,24 @@ later finds the copies that are already there ("sweep").
 
 Content rows are only ever added (removal is a timestamp), so the in-memory PDQ index
 catches up by loading hash rows newer than the last one it holds; removed items are
-filtered when the database is asked for the matched rows.
+filtered when the database is asked for the matched rows. With an ``index_dir`` the index
+is saved with the id of the last hash row it holds, so a restart loads the memory-mapped
+index and only the rows added since, instead of every row.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from consentry.banks.matcher import PDQ_MATCH_DISTANCE
 from consentry.banks.pdq_index import PDQIndex, from_hex
@@ -22,7 +28,10 @@ from consentry.banks.registry import BankError, EntryHashes
 from consentry.store import Database
 from consentry.store.models import ContentHash, ContentItem
 
+log = logging.getLogger(__name__)
+
 _PAGE = 200_000
+_SAVE_EVERY_ROWS = 100_000  # a restart re-reads at most this many rows
 MAX_URL_LENGTH = 2048  # indexed: the database's index key limit stays far away
 
 
@@ -53,12 +62,16 @@ def _record(item: ContentItem, distance: int | None = None) -> ContentRecord:
 class ContentIndex:
     """Registers platform content by hash and finds every copy of an image."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, db: Database, *, index_dir: Path | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.db = db
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._dir = index_dir
         self._index = PDQIndex()
         self._watermark = 0  # highest content_hashes.id held
+        self._since_save = 0
         self._lock = threading.Lock()
+        self._load_saved()
         self.sync()
 
     def register(self, content_id: str, kind: str, hashes: EntryHashes, *,
@@ -179,7 +192,42 @@ class ContentIndex:
             ids = np.concatenate(id_pages)
             self._index.add(ids, np.concatenate(hash_pages))
             self._watermark = after
+            self._since_save += len(ids)
+            if self._dir is not None and self._since_save >= _SAVE_EVERY_ROWS:
+                self._save()
             return len(ids)
+
+    def close(self) -> None:
+        """Save what was loaded since the last save (with an ``index_dir``)."""
+        with self._lock:
+            if self._dir is not None and self._since_save:
+                self._save()
+
+    def _load_saved(self) -> None:
+        if self._dir is None or not (self._dir / "watermark.json").exists():
+            return
+        try:
+            self._index = PDQIndex.load(self._dir / "index")
+            self._watermark = int(json.loads(
+                (self._dir / "watermark.json").read_text())["content_hash"])
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("content index at %s unusable (%s); rebuilding", self._dir, exc)
+            self._index, self._watermark = PDQIndex(), 0
+            return
+        with self.db.transaction() as s:
+            top = s.scalar(select(func.max(ContentHash.id))) or 0
+        if top < self._watermark:  # saved for another (or a restored) database
+            log.warning("content index at %s is ahead of the database; rebuilding", self._dir)
+            self._index, self._watermark = PDQIndex(), 0
+
+    def _save(self) -> None:
+        assert self._dir is not None
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._index.save(self._dir / "index")
+        tmp = self._dir / "watermark.json.tmp"
+        tmp.write_text(json.dumps({"content_hash": self._watermark}))
+        os.replace(tmp, self._dir / "watermark.json")  # atomic: never a torn watermark
+        self._since_save = 0
 
     @property
     def size(self) -> int:

@@ -34,8 +34,12 @@ class BankServices:
     content: ContentIndex
 
     @classmethod
-    def open(cls, db: Database, *, index_dir: Path | None = None) -> BankServices:
-        return cls(BankRegistry(db), BankMatcher(db, index_dir=index_dir), ContentIndex(db))
+    def open(cls, db: Database, *, index_dir: Path | None = None,
+             content_index_dir: Path | None = None) -> BankServices:
+        """With index directories, both match indexes are saved there and a restart
+        loads them instead of reading every hash row again."""
+        return cls(BankRegistry(db), BankMatcher(db, index_dir=index_dir),
+                   ContentIndex(db, index_dir=content_index_dir))
 
     def bank_refusal(self, fp: Fingerprint, clause: str, *, check_id: str,
                      actor: str = "gate") -> int | None:
@@ -58,3 +62,4 @@ class BankServices:
 
     def close(self) -> None:
         self.matcher.close()
+        self.content.close()

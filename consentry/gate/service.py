@@ -188,9 +188,11 @@ class Gate:
         if self._banks is None:
             with self._lazy_lock:
                 if self._banks is None:
+                    persist = self.settings.persist_index
+                    data = self.settings.data_dir
                     self._banks = BankServices.open(
-                        self.db, index_dir=self.settings.data_dir / "bank-index"
-                        if self.settings.persist_index else None)
+                        self.db, index_dir=data / "bank-index" if persist else None,
+                        content_index_dir=data / "content-index" if persist else None)
         return self._banks
 
     def account_state(self, account_id: str) -> AccountState:

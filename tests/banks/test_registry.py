@@ -235,3 +235,26 @@ def test_sweep_finds_a_mirrored_copy_from_the_banked_hashes_alone(registry, db, 
     registry.create("victims", "block", "ncii")
     entry = registry.add_entry("victims", entry_hashes(fingerprint(photos["hopper"])))
     assert [r.content_id for r in sweep_entry(registry, content, entry)] == ["mirrored"]
+
+
+def test_content_index_is_saved_and_a_restart_reads_only_newer_rows(db, tmp_path):
+    where = tmp_path / "content-index"
+    first = ContentIndex(db, index_dir=where)
+    hashes = [random_pdq() for _ in range(3)]
+    for n, h in enumerate(hashes):
+        first.register(f"c{n}", "upload", EntryHashes(md5=f"{n}" * 32, pdq=h))
+    assert first.sync() == 3
+    first.close()
+    assert (where / "watermark.json").exists()
+
+    again = ContentIndex(db, index_dir=where)
+    assert again.sync() == 0 and again.size == 3  # loaded from disk, nothing re-read
+    again.register("c9", "upload", EntryHashes(md5="9" * 32, pdq=random_pdq()))
+    assert [r.content_id for r in again.copies(None, q(hashes[1]))] == ["c1"]
+    assert again.sync() == 0 and again.size == 4
+
+    (where / "watermark.json").write_text('{"content_hash": 10000}')  # another database
+    rebuilt = ContentIndex(db, index_dir=where)
+    assert rebuilt.size == 4
+    (where / "watermark.json").write_text("not json")
+    assert ContentIndex(db, index_dir=where).size == 4

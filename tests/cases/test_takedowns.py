@@ -4,7 +4,7 @@ platform receiving the signed removal callbacks."""
 from __future__ import annotations
 
 import pytest
-from conftest import register, variants
+from platform_content import register, variants
 from sqlalchemy import func, select
 
 from consentry.cases.callback import MAX_ATTEMPTS
