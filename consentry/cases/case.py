@@ -61,6 +61,9 @@ class EventKind(StrEnum):
     REVERSED = "reversed"
     ITEM_RESTORED = "item_restored"
     PROCESSING_FAILED = "processing_failed"  # an error after intake; a case worker retries
+    # Reported as child sexual abuse material: removed like any case, and also owed a
+    # human review and a report to the authorities (NCMEC/IWF), whatever its status.
+    ESCALATED = "escalated"
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,10 @@ class CaseView:
     events: tuple[Event, ...] = field(repr=False, default=())
 
     @property
+    def escalated(self) -> bool:
+        return any(e.kind is EventKind.ESCALATED for e in self.events)
+
+    @property
     def time_to_removal(self) -> timedelta | None:
         return self.removed_at - self.received_at if self.removed_at else None
 
@@ -146,6 +153,7 @@ class CaseView:
         """The moderator's view: everything, history included."""
         out = self.public()
         out.update({
+            "escalated": self.escalated,
             "located": [asdict(i) for i in self.located], "removed": list(self.removed),
             "failed": list(self.failed),
             "time_to_removal_s": (self.time_to_removal.total_seconds()

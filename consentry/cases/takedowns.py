@@ -277,6 +277,10 @@ class TakedownService:
         now = self._clock()
         with self.db.transaction() as s:
             row = self._row(s, number)
+            if submission.csam:
+                self._event(s, row, EventKind.ESCALATED, "system",
+                            reason="reported as child sexual abuse material: needs a human "
+                                   "review and a report to the authorities")
             if found.unknown:
                 self._event(s, row, EventKind.NOT_FOUND, "system", unknown=found.unknown)
             if items:
@@ -631,7 +635,9 @@ class TakedownService:
                 TakedownCase.closed_at.is_(None), TakedownCase.merged_into.is_(None))
                 .order_by(TakedownCase.deadline_at)).all()
             views = [self._view(s, r) for r in rows]
-        views = [v for v in views if v.status not in CLOSED_STATUSES]
+        # Escalated cases (reported CSAM) first, then by deadline.
+        views = sorted((v for v in views if v.status not in CLOSED_STATUSES),
+                       key=lambda v: not v.escalated)
         if due is Due.OPEN:
             return views
         if due is Due.AT_RISK:

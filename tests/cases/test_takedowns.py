@@ -264,3 +264,21 @@ def test_an_error_after_intake_keeps_the_case_and_returns_the_pin(takedowns, pos
     assert [v.number for v in takedowns.list_cases()] == [result.case.number]
     del takedowns._locate
     assert takedowns.remove(result.case.number, actor="mod").status is CaseStatus.REMOVED
+
+
+def test_a_notice_of_child_abuse_material_is_removed_and_escalated(takedowns, platform, posted):
+    older = takedowns.submit(tida(ContentLocator(content_ids=("no-such-post",)))).case
+    notice = TakedownSubmission(
+        regime=Regime.DSA_ART16, locator=ContentLocator(urls=("https://social.example/p/resized",)),
+        statement="This shows a child.", csam=True,
+        declarations=frozenset({Declaration.GOOD_FAITH, Declaration.TRUTH}))
+    case = takedowns.submit(notice).case  # name and email may be left out (Art. 16(2)(c))
+    assert case.status is CaseStatus.REMOVED and len(platform.removed) == 3
+    assert case.escalated and case.to_dict()["escalated"] is True
+    assert not takedowns.view(older.number).escalated
+    platform.fail_next = 10_000
+    open_one = takedowns.submit(TakedownSubmission(
+        regime=Regime.DSA_ART16, locator=ContentLocator(content_ids=("post-coffee",)),
+        statement="a child", csam=True,
+        declarations=frozenset({Declaration.GOOD_FAITH, Declaration.TRUTH}))).case
+    assert [v.number for v in takedowns.list_cases()] == [open_one.number, older.number]
