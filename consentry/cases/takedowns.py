@@ -180,10 +180,12 @@ class TakedownService:
     # -- intake -----------------------------------------------------------------------
 
     def submit(self, submission: TakedownSubmission, images: Sequence[bytes] = (), *,
-               channel: str = "api") -> SubmitResult:
-        """Record a request as a case (complete or not) and, when complete, locate and
-        remove the content at once. Invalid input raises ``TakedownError`` and records
-        nothing; an incomplete request is kept and answered with what is missing."""
+               channel: str = "api", callbacks_now: bool = True) -> SubmitResult:
+        """Record a request as a case (complete or not) and, when complete, locate, bank
+        and queue the removals at once. Invalid input raises ``TakedownError`` and records
+        nothing; an incomplete request is kept and answered with what is missing. With
+        ``callbacks_now=False`` the removal callbacks are left to ``dispatch`` (a web
+        request answers the requester first, then calls the platform)."""
         fps = _validate(submission, images)
         submission = _with_image_hashes(submission, fps)
         now = self._clock()
@@ -211,11 +213,11 @@ class TakedownService:
                 self._event(s, primary, EventKind.DUPLICATE_MERGED, "system",
                             duplicate=row.number)
             number, target = row.number, (primary.number if primary else row.number)
-        self._after_intake(number, target, submission, fps, missing)
+        self._after_intake(number, target, submission, fps, missing, callbacks_now)
         return SubmitResult(self.view(number), pin)
 
     def amend(self, number: str, pin: str, submission: TakedownSubmission,
-              images: Sequence[bytes] = ()) -> SubmitResult:
+              images: Sequence[bytes] = (), *, callbacks_now: bool = True) -> SubmitResult:
         """Complete an incomplete request (the requester proves it is theirs with the PIN)."""
         case = self.status(number, pin)
         if case.status is not CaseStatus.INCOMPLETE:
@@ -234,18 +236,19 @@ class TakedownService:
                             missing=[asdict(m) for m in missing])
             else:
                 self._event(s, row, EventKind.RECEIVED, "requester", channel=row.channel)
-        self._after_intake(case.number, case.number, submission, fps, missing)
+        self._after_intake(case.number, case.number, submission, fps, missing, callbacks_now)
         return SubmitResult(self.view(case.number), pin)
 
     def _after_intake(self, number: str, target: str, submission: TakedownSubmission,
-                      fps: Sequence[Fingerprint], missing: Sequence[Missing]) -> None:
+                      fps: Sequence[Fingerprint], missing: Sequence[Missing],
+                      callbacks_now: bool) -> None:
         """Acknowledge, then locate and remove. The case is already recorded and its PIN
         must reach the requester, so a failure here is logged and recorded on the case
         (which stays open for a case worker), never raised."""
         try:
             self._acknowledge(number, submission, missing)
             if not missing:
-                self._process(target, submission, fps)
+                self._process(target, submission, fps, callbacks_now=callbacks_now)
         except Exception as exc:  # noqa: BLE001 - see docstring
             _log.exception("takedown %s: processing failed after intake", target)
             with self.db.transaction() as s:
@@ -269,7 +272,7 @@ class TakedownService:
     # -- locate, bank, remove ---------------------------------------------------------
 
     def _process(self, number: str, submission: TakedownSubmission,
-                 fps: Sequence[Fingerprint]) -> None:
+                 fps: Sequence[Fingerprint], *, callbacks_now: bool = True) -> None:
         found = self._locate(submission.locator, fps)
         items = [LocatedItem(r.content_id, r.account_id, r.distance or 0,
                              r.content_id in found.identified)
@@ -292,7 +295,8 @@ class TakedownService:
         self._bank(number, found.bank)
         if not items:
             self._settle(number)  # nothing to remove: tell the requester now
-        self.dispatch()
+        if callbacks_now:
+            self.dispatch()
 
     def _locate(self, locator: ContentLocator, fps: Sequence[Fingerprint]) -> _Located:
         content = self.banks.content

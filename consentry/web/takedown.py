@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
@@ -95,7 +95,7 @@ def _fields(form: FormData) -> dict[str, Any]:
 
 
 @router.post("/takedown", response_class=HTMLResponse)
-async def takedown_submit(request: Request) -> HTMLResponse:
+async def takedown_submit(request: Request, background: BackgroundTasks) -> HTMLResponse:
     form = await request.form()
     fields = _fields(form)
     amend = str(form.get("case_number", "")).strip() or None
@@ -134,10 +134,10 @@ async def takedown_submit(request: Request) -> HTMLResponse:
                                   errors=[{"anchor": "pin", "message": exc.detail["message"]}])
             result: SubmitResult = await run_in_threadpool(
                 svc.amend, amend, str(form.get("pin", "")), body.submission(len(images)),
-                images)
+                images, callbacks_now=False)
         else:
             result = await run_in_threadpool(svc.submit, body.submission(len(images)), images,
-                                             channel="web")
+                                             channel="web", callbacks_now=False)
     except TakedownError as exc:
         anchor = "image" if (exc.field or "").startswith("images") else "content"
         return _form_page(request, fields, amend=amend, status_code=413 if exc.too_large
@@ -145,6 +145,7 @@ async def takedown_submit(request: Request) -> HTMLResponse:
     except CaseStateError as exc:
         return _form_page(request, fields, amend=amend, status_code=409,
                           errors=[{"anchor": "main", "message": str(exc)}])
+    background.add_task(svc.dispatch)  # the platform is called once the page is sent
     return _done_page(request, result.case.public(), result.case.status, pin=result.pin,
                       status_code=201)
 

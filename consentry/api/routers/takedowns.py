@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    status,
+)
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -99,14 +108,19 @@ def takedown_error(exc: TakedownError) -> InvalidRequest:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SubmittedOut,
              summary="Submit a takedown request (public; no account needed)")
-async def submit(body: TakedownIn, request: Request) -> SubmittedOut:
+async def submit(body: TakedownIn, request: Request,
+                 background: BackgroundTasks) -> SubmittedOut:
+    """Answers as soon as the case is recorded, located and banked; the platform's removal
+    callbacks run right after the answer (so a slow platform never delays the PIN)."""
     admit_submission(request)
     images = [decode_base64(v, f"images[{i}]") for i, v in enumerate(body.images)]
+    svc = service(request)
     try:
-        result = await run_in_threadpool(service(request).submit,
-                                         body.submission(len(images)), images, channel="api")
+        result = await run_in_threadpool(svc.submit, body.submission(len(images)), images,
+                                         channel="api", callbacks_now=False)
     except TakedownError as exc:
         raise takedown_error(exc) from exc
+    background.add_task(svc.dispatch)
     return submitted(result)
 
 
@@ -153,18 +167,21 @@ class AppealIn(BaseModel):
 @router.post("/{number}/amend", response_model=SubmittedOut,
              summary="Complete an incomplete request (case number + PIN)")
 async def amend(number: str, body: TakedownIn, request: Request,
-                x_case_pin: Annotated[str, Header()]) -> SubmittedOut:
+                x_case_pin: Annotated[str, Header()],
+                background: BackgroundTasks) -> SubmittedOut:
     await run_in_threadpool(lookup, request, number, x_case_pin)  # throttled PIN check
     images = [decode_base64(v, f"images[{i}]") for i, v in enumerate(body.images)]
     svc = service(request)
     try:
         result = await run_in_threadpool(svc.amend, number, x_case_pin,
-                                         body.submission(len(images)), images)
+                                         body.submission(len(images)), images,
+                                         callbacks_now=False)
     except TakedownError as exc:
         raise takedown_error(exc) from exc
     except CaseStateError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail={
             "code": "wrong_state", "message": str(exc)}) from exc
+    background.add_task(svc.dispatch)
     return submitted(result)
 
 
