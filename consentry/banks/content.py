@@ -10,9 +10,7 @@ index and only the rows added since, instead of every row.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from sqlalchemy import func, select
 from consentry.banks.matcher import PDQ_MATCH_DISTANCE
 from consentry.banks.pdq_index import PDQIndex, from_hex
 from consentry.banks.registry import BankError, EntryHashes
+from consentry.banks.saved_index import load_saved, save
 from consentry.store import Database
 from consentry.store.models import ContentHash, ContentItem
 
@@ -32,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _PAGE = 200_000
 _SAVE_EVERY_ROWS = 100_000  # a restart re-reads at most this many rows
+_WATERMARK_KEY = "content_hash"  # the highest content_hashes.id the saved index holds
 MAX_URL_LENGTH = 2048  # indexed: the database's index key limit stays far away
 
 
@@ -204,29 +204,19 @@ class ContentIndex:
                 self._save()
 
     def _load_saved(self) -> None:
-        if self._dir is None or not (self._dir / "watermark.json").exists():
-            return
-        try:
-            self._index = PDQIndex.load(self._dir / "index")
-            self._watermark = int(json.loads(
-                (self._dir / "watermark.json").read_text())["content_hash"])
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("content index at %s unusable (%s); rebuilding", self._dir, exc)
-            self._index, self._watermark = PDQIndex(), 0
+        saved = load_saved(self._dir, _WATERMARK_KEY) if self._dir is not None else None
+        if saved is None:
             return
         with self.db.transaction() as s:
             top = s.scalar(select(func.max(ContentHash.id))) or 0
-        if top < self._watermark:  # saved for another (or a restored) database
+        if top < saved[1]:  # saved for another (or a restored) database
             log.warning("content index at %s is ahead of the database; rebuilding", self._dir)
-            self._index, self._watermark = PDQIndex(), 0
+            return
+        self._index, self._watermark = saved
 
     def _save(self) -> None:
         assert self._dir is not None
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self._index.save(self._dir / "index")
-        tmp = self._dir / "watermark.json.tmp"
-        tmp.write_text(json.dumps({"content_hash": self._watermark}))
-        os.replace(tmp, self._dir / "watermark.json")  # atomic: never a torn watermark
+        save(self._dir, self._index, _WATERMARK_KEY, self._watermark)
         self._since_save = 0
 
     @property

@@ -9,9 +9,7 @@ events instead of rehashing or reloading every entry.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from consentry.banks.pdq_index import PDQIndex, from_hex
+from consentry.banks.saved_index import load_saved, save
 from consentry.store import Database
 from consentry.store.models import Bank, BankEntry, BankEntryHash, BankEvent
 
@@ -28,6 +27,7 @@ log = logging.getLogger(__name__)
 
 PDQ_MATCH_DISTANCE = 31
 _SAVE_EVERY_EVENTS = 5000
+_WATERMARK_KEY = "event"  # the last bank_events.id the saved index reflects
 _EVENT_PAGE = 10_000
 
 
@@ -155,13 +155,13 @@ class BankMatcher:
             self._index.add(ids, from_hex(list(live.values())), replace=True)
 
     def _load_or_build(self) -> None:
-        if self._dir is not None and (self._dir / "watermark.json").exists():
+        saved = load_saved(self._dir, _WATERMARK_KEY) if self._dir is not None else None
+        if saved is not None:
+            self._index, self._watermark = saved
             try:
-                self._index = PDQIndex.load(self._dir / "index")
-                self._watermark = json.loads((self._dir / "watermark.json").read_text())["event"]
                 self.sync()
                 return
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError) as exc:  # a damaged saved index
                 log.warning("bank index at %s unusable (%s); rebuilding", self._dir, exc)
                 self._index, self._watermark = PDQIndex(), 0
         with self.db.transaction() as s:
@@ -183,11 +183,7 @@ class BankMatcher:
 
     def _save(self) -> None:
         assert self._dir is not None
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self._index.save(self._dir / "index")
-        tmp = self._dir / "watermark.json.tmp"
-        tmp.write_text(json.dumps({"event": self._watermark}))
-        os.replace(tmp, self._dir / "watermark.json")  # atomic: never a torn watermark
+        save(self._dir, self._index, _WATERMARK_KEY, self._watermark)
         self._since_save = 0
 
 
