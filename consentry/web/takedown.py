@@ -9,17 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData, UploadFile
 
 from consentry.api.routers._body import validate
-from consentry.api.routers.takedowns import TakedownIn, admit_submission, lookup, service
+from consentry.api.routers.takedowns import (
+    TakedownIn,
+    admit_submission,
+    call_service,
+    service,
+)
 from consentry.cases.case import CaseStatus
 from consentry.cases.intake import Declaration, Regime, Relationship
 from consentry.cases.notices import REGIME_NAMES, format_deadline
-from consentry.cases.takedowns import CaseStateError, SubmitResult, TakedownError
+from consentry.cases.takedowns import SubmitResult
 from consentry.gate import InvalidRequest
 
 router = APIRouter(include_in_schema=False)
@@ -126,25 +130,21 @@ async def takedown_submit(request: Request, background: BackgroundTasks) -> HTML
     svc = service(request)
     images = [image] if image else []
     try:
-        if amend:
-            try:  # the PIN first, throttled like the status page
-                await run_in_threadpool(lookup, request, amend, str(form.get("pin", "")))
-            except HTTPException as exc:
-                return _form_page(request, fields, amend=amend, status_code=exc.status_code,
-                                  errors=[{"anchor": "pin", "message": exc.detail["message"]}])
-            result: SubmitResult = await run_in_threadpool(
+        if amend:  # the PIN is checked and throttled like the status page
+            result: SubmitResult = await call_service(
                 svc.amend, amend, str(form.get("pin", "")), body.submission(len(images)),
-                images, callbacks_now=False)
+                images, callbacks_now=False, pin_of=request)
         else:
-            result = await run_in_threadpool(svc.submit, body.submission(len(images)), images,
-                                             channel="web", callbacks_now=False)
-    except TakedownError as exc:
-        anchor = "image" if (exc.field or "").startswith("images") else "content"
+            result = await call_service(svc.submit, body.submission(len(images)), images,
+                                        channel="web", callbacks_now=False)
+    except InvalidRequest as exc:
+        anchor = "image" if exc.field.startswith("images") else "content"
         return _form_page(request, fields, amend=amend, status_code=413 if exc.too_large
                           else 422, errors=[{"anchor": anchor, "message": str(exc)}])
-    except CaseStateError as exc:
-        return _form_page(request, fields, amend=amend, status_code=409,
-                          errors=[{"anchor": "main", "message": str(exc)}])
+    except HTTPException as exc:  # wrong PIN, locked case, or not incomplete any more
+        return _form_page(request, fields, amend=amend, status_code=exc.status_code,
+                          errors=[{"anchor": "main" if exc.status_code == 409 else "pin",
+                                   "message": exc.detail["message"]}])
     background.add_task(svc.dispatch)  # the platform is called once the page is sent
     return _done_page(request, result.case.public(), result.case.status, pin=result.pin,
                       status_code=201)
@@ -160,7 +160,7 @@ async def status_lookup(request: Request) -> HTMLResponse:
     form = await request.form()
     number, pin = str(form.get("case_number", "")).strip(), str(form.get("pin", "")).strip()
     try:
-        view = await run_in_threadpool(lookup, request, number, pin)
+        view = await call_service(service(request).status, number, pin, pin_of=request)
     except HTTPException as exc:
         message = exc.detail["message"] if isinstance(exc.detail, dict) else str(exc.detail)
         return _page(request, "takedown_status.html", exc.status_code, number=number,

@@ -3,7 +3,8 @@ requester's status by case number + PIN, and the case workers' list and actions.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import (
     APIRouter,
@@ -21,7 +22,7 @@ from pydantic import BaseModel, Field
 from consentry.access import Principal, Scope
 from consentry.api.auth import require
 from consentry.api.routers._body import decode_base64
-from consentry.cases.case import CaseView, Due
+from consentry.cases.case import Due
 from consentry.cases.intake import (
     ContentLocator,
     Declaration,
@@ -42,6 +43,7 @@ from consentry.gate import InvalidRequest
 
 router = APIRouter(prefix="/v1/takedowns", tags=["takedowns"])
 
+T = TypeVar("T")
 CaseWorker = Annotated[Principal, Depends(require(Scope.CASES))]
 
 _NOT_FOUND = {"code": "case_not_found", "message": "no case with that number and PIN"}
@@ -102,10 +104,6 @@ def submitted(result: SubmitResult) -> SubmittedOut:
                         complete=not result.missing)
 
 
-def takedown_error(exc: TakedownError) -> InvalidRequest:
-    return InvalidRequest(exc.code, str(exc), field=exc.field, too_large=exc.too_large)
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SubmittedOut,
              summary="Submit a takedown request (public; no account needed)")
 async def submit(body: TakedownIn, request: Request,
@@ -115,11 +113,8 @@ async def submit(body: TakedownIn, request: Request,
     admit_submission(request)
     images = [decode_base64(v, f"images[{i}]") for i, v in enumerate(body.images)]
     svc = service(request)
-    try:
-        result = await run_in_threadpool(svc.submit, body.submission(len(images)), images,
-                                         channel="api", callbacks_now=False)
-    except TakedownError as exc:
-        raise takedown_error(exc) from exc
+    result = await call_service(svc.submit, body.submission(len(images)), images,
+                                channel="api", callbacks_now=False)
     background.add_task(svc.dispatch)
     return submitted(result)
 
@@ -136,28 +131,42 @@ def admit_submission(request: Request) -> None:
     throttle.record(client)
 
 
-def lookup(request: Request, number: str, pin: str) -> CaseView:
-    """The requester's view; wrong PINs are throttled per client and locked per case."""
-    client = request.client.host if request.client else "unknown"
-    throttle = request.app.state.pin_throttle
-    if throttle.blocked(client):
+async def call_service(fn: Callable[..., T], *args: Any, pin_of: Request | None = None,
+                       **kwargs: Any) -> T:
+    """Run a takedown service call off the event loop and turn its errors into HTTP
+    answers. ``pin_of`` marks a requester's call (proved by case number + PIN): wrong PINs
+    then count against the client, and an unknown case gets the same neutral answer as a
+    wrong PIN."""
+    client = pin_of.client.host if pin_of and pin_of.client else "unknown"
+    throttle = pin_of.app.state.pin_throttle if pin_of else None
+    if throttle is not None and throttle.blocked(client):
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail={
             "code": "too_many_attempts", "message": "too many wrong case numbers or PINs "
             "from here; try again in 15 minutes"})
     try:
-        return service(request).status(number, pin)
+        return await run_in_threadpool(fn, *args, **kwargs)
     except CaseNotFound as exc:
-        throttle.record(client)
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=_NOT_FOUND) from exc
+        if throttle is not None:
+            throttle.record(client)
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=_NOT_FOUND) from exc
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail={
+            "code": "case_not_found", "message": str(exc)}) from exc
     except CaseLocked as exc:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail={
             "code": "case_locked", "message": str(exc)}) from exc
+    except CaseStateError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail={
+            "code": "wrong_state", "message": str(exc)}) from exc
+    except TakedownError as exc:
+        raise InvalidRequest(exc.code, str(exc), field=exc.field or "body",
+                             too_large=exc.too_large) from exc
 
 
 @router.get("/{number}", summary="A request's status, for the requester (case number + PIN)")
 async def requester_status(number: str, request: Request,
                            x_case_pin: Annotated[str, Header()]) -> dict[str, Any]:
-    return (await run_in_threadpool(lookup, request, number, x_case_pin)).public()
+    view = await call_service(service(request).status, number, x_case_pin, pin_of=request)
+    return view.public()
 
 
 class AppealIn(BaseModel):
@@ -169,18 +178,10 @@ class AppealIn(BaseModel):
 async def amend(number: str, body: TakedownIn, request: Request,
                 x_case_pin: Annotated[str, Header()],
                 background: BackgroundTasks) -> SubmittedOut:
-    await run_in_threadpool(lookup, request, number, x_case_pin)  # throttled PIN check
     images = [decode_base64(v, f"images[{i}]") for i, v in enumerate(body.images)]
     svc = service(request)
-    try:
-        result = await run_in_threadpool(svc.amend, number, x_case_pin,
-                                         body.submission(len(images)), images,
-                                         callbacks_now=False)
-    except TakedownError as exc:
-        raise takedown_error(exc) from exc
-    except CaseStateError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail={
-            "code": "wrong_state", "message": str(exc)}) from exc
+    result = await call_service(svc.amend, number, x_case_pin, body.submission(len(images)),
+                                images, callbacks_now=False, pin_of=request)
     background.add_task(svc.dispatch)
     return submitted(result)
 
@@ -188,9 +189,8 @@ async def amend(number: str, body: TakedownIn, request: Request,
 @router.post("/{number}/appeal", summary="Contest a rejection (case number + PIN)")
 async def appeal(number: str, body: AppealIn, request: Request,
                  x_case_pin: Annotated[str, Header()]) -> dict[str, Any]:
-    await run_in_threadpool(lookup, request, number, x_case_pin)
-    view = await run_in_threadpool(_call, service(request).appeal, number, x_case_pin,
-                                   body.reason)
+    view = await call_service(service(request).appeal, number, x_case_pin, body.reason,
+                              pin_of=request)
     return view.public()
 
 
@@ -207,41 +207,28 @@ async def list_cases(request: Request, _: CaseWorker,
 @router.get("/{number}/record", summary="The whole case, history included (case workers)")
 async def record(number: str, request: Request, _: CaseWorker) -> dict[str, Any]:
     svc = service(request)
-    return (await run_in_threadpool(_call, svc.view, number)).to_dict(svc.now())
+    return (await call_service(svc.view, number)).to_dict(svc.now())
 
 
 @router.post("/{number}/remove", summary="Confirm removal (re-locate, retry callbacks)")
 async def remove(number: str, body: ModeratorAction, request: Request,
                  who: CaseWorker) -> dict[str, Any]:
-    view = await run_in_threadpool(_call, service(request).remove, number,
-                                   actor=f"key:{who.name}", content_ids=body.content_ids)
+    view = await call_service(service(request).remove, number, actor=f"key:{who.name}",
+                              content_ids=body.content_ids)
     return view.to_dict()
 
 
 @router.post("/{number}/reject", summary="Reject with reasons the requester can read")
 async def reject(number: str, body: ModeratorAction, request: Request,
                  who: CaseWorker) -> dict[str, Any]:
-    view = await run_in_threadpool(_call, service(request).reject, number, body.reasons,
-                                   actor=f"key:{who.name}")
+    view = await call_service(service(request).reject, number, body.reasons,
+                              actor=f"key:{who.name}")
     return view.to_dict()
 
 
 @router.post("/{number}/reverse", summary="Restore removed content (a moderator's reversal)")
 async def reverse(number: str, body: ModeratorAction, request: Request,
                   who: CaseWorker) -> dict[str, Any]:
-    view = await run_in_threadpool(_call, service(request).reverse, number, body.reason,
-                                   actor=f"key:{who.name}")
+    view = await call_service(service(request).reverse, number, body.reason,
+                              actor=f"key:{who.name}")
     return view.to_dict()
-
-
-def _call(fn: Any, *args: Any, **kwargs: Any) -> CaseView:
-    try:
-        return fn(*args, **kwargs)
-    except CaseNotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail={
-            "code": "case_not_found", "message": str(exc)}) from exc
-    except CaseStateError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail={
-            "code": "wrong_state", "message": str(exc)}) from exc
-    except TakedownError as exc:
-        raise takedown_error(exc) from exc
