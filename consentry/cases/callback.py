@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
 import httpx
@@ -129,7 +129,3 @@ class PlatformCallback:
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
-
-def payload(body: bytes) -> dict[str, Any]:
-    """Parse a callback body (for platforms and tests)."""
-    return json.loads(body)

@@ -623,11 +623,9 @@ class TakedownService:
             row = self._row(s, number)
             if row.merged_into:  # a merged duplicate shows the case doing the work
                 primary = self._view(s, self._row(s, row.merged_into))
-                own = self._view(s, row)
-                return CaseView(row.number, row.regime, primary.status, row.received_at,
-                                row.deadline_at, primary.removed_at, row.merged_into,
-                                own.missing, primary.located, primary.removed, primary.failed,
-                                own.unknown, own.events)
+                return replace(self._view(s, row), status=primary.status,
+                               removed_at=primary.removed_at, located=primary.located,
+                               removed=primary.removed, failed=primary.failed)
             return self._view(s, row)
 
     def list_cases(self, due: Due = Due.OPEN) -> list[CaseView]:
@@ -649,22 +647,29 @@ class TakedownService:
         return [v for v in views if due_state(v.deadline_at, now) is Due.OVERDUE]
 
     def sla(self, since: datetime | None = None) -> dict[str, Any]:
-        """Receipt-to-removal figures for the transparency report."""
+        """Receipt-to-removal figures for the transparency report (one aggregate query
+        each; the time to removal is from receipt to the case's last ``closed`` event)."""
+        cases = select(TakedownCase.id).where(TakedownCase.merged_into.is_(None))
+        if since is not None:
+            cases = cases.where(TakedownCase.received_at >= since)
         with self.db.transaction() as s:
-            query = select(TakedownCase).where(TakedownCase.merged_into.is_(None))
-            if since is not None:
-                query = query.where(TakedownCase.received_at >= since)
-            views = [self._view(s, r) for r in s.scalars(query)]
-        times = sorted(v.time_to_removal.total_seconds() for v in views
-                       if v.time_to_removal is not None)
+            total = s.scalar(select(func.count()).select_from(cases.subquery()))
+            still_open = s.scalar(select(func.count()).select_from(
+                cases.where(TakedownCase.closed_at.is_(None)).subquery()))
+            closed = s.execute(
+                select(TakedownCase.received_at, func.max(CaseEvent.at))
+                .join(CaseEvent, CaseEvent.case_id == TakedownCase.id)
+                .where(TakedownCase.id.in_(cases), CaseEvent.kind == EventKind.CLOSED.value)
+                .group_by(TakedownCase.id, TakedownCase.received_at)).all()
+        times = sorted((at - received).total_seconds() for received, at in closed)
         return {
-            "cases": len(views),
+            "cases": total,
             "removed": len(times),
             "removed_within_deadline": sum(1 for t in times
                                            if t <= REMOVAL_DEADLINE.total_seconds()),
             "median_time_to_removal_s": times[len(times) // 2] if times else None,
             "slowest_time_to_removal_s": times[-1] if times else None,
-            "open": sum(1 for v in views if v.status not in CLOSED_STATUSES),
+            "open": still_open,
         }
 
     # -- shared steps -------------------------------------------------------------------

@@ -282,3 +282,15 @@ def test_a_notice_of_child_abuse_material_is_removed_and_escalated(takedowns, pl
         statement="a child", csam=True,
         declarations=frozenset({Declaration.GOOD_FAITH, Declaration.TRUTH}))).case
     assert [v.number for v in takedowns.list_cases()] == [open_one.number, older.number]
+
+
+def test_sla_figures_count_time_from_receipt_to_removal(takedowns, platform, posted, clock):
+    platform.fail_next = 3  # every item fails once: removed on the retry 5 s later
+    takedowns.submit(tida(ContentLocator(content_ids=("post-resized",))))
+    clock.advance(seconds=5)
+    takedowns.dispatch()
+    takedowns.submit(tida(ContentLocator(content_ids=("nothing-here",))))
+    assert takedowns.sla() == {
+        "cases": 2, "removed": 1, "removed_within_deadline": 1,
+        "median_time_to_removal_s": 5.0, "slowest_time_to_removal_s": 5.0, "open": 1}
+    assert takedowns.sla(since=clock())["cases"] == 1
