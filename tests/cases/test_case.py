@@ -61,7 +61,7 @@ def test_due_state_marks_the_last_six_hours_and_overdue():
     assert due_state(deadline, deadline) is Due.OVERDUE
 
 
-def test_pins_are_hashed_and_checked_in_constant_form():
+def test_pins_are_stored_salted_and_checked():
     pin = new_pin()
     stored = hash_pin(pin)
     assert len(pin) == 8 and pin.isdigit() and pin not in stored

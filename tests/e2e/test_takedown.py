@@ -50,10 +50,11 @@ def outbox(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(gate, platform, outbox, clock):
+def client(gate, platform, outbox):
+    # The takedown service keeps real time, so the case's time to removal is measured.
     callback = PlatformCallback(platform.url, SECRET)
     takedowns = TakedownService(gate.db, gate.banks, gate.policy, sender=OutboxSender(outbox),
-                                callback=callback, clock=clock)
+                                callback=callback)
     with TestClient(create_app(gate=gate, takedowns=takedowns)) as c:
         yield c
     callback.close()
