@@ -9,6 +9,7 @@ is recorded whether it worked or not.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -601,7 +602,7 @@ class TakedownService:
             row = s.scalars(select(TakedownCase).where(
                 TakedownCase.number == normalise_case_number(number))).first()
             if row is None:
-                pin_matches(pin, _DUMMY_PIN_HASH)  # same work as a real check
+                pin_matches(pin, _dummy_pin_hash())  # same work as a real check
                 raise CaseNotFound("no case with that number and PIN")
             if row.locked_until is not None and row.locked_until > now:
                 raise CaseLocked(row.locked_until)
@@ -723,7 +724,11 @@ class TakedownService:
                         to="requester" if "@" in notice.recipient else notice.recipient)
 
 
-_DUMMY_PIN_HASH = hash_pin("00000000")
+@functools.cache
+def _dummy_pin_hash() -> str:
+    """A real scrypt hash to check unknown case numbers against, made once on first use
+    (not at import: every CLI start would pay for it)."""
+    return hash_pin("00000000")
 
 
 def _validate(submission: TakedownSubmission, images: Sequence[bytes]) -> list[Fingerprint]:
