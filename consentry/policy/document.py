@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -84,14 +83,6 @@ class Policy(BaseModel):
 
     def clause(self, clause_id: str) -> Clause:
         return self.clauses[clause_id]
-
-
-@dataclass(frozen=True)
-class PolicyRef:
-    """What a verdict cites: the clause and the policy version it was decided under."""
-
-    clause: str
-    version: str
 
 
 def load_policy(path: Path | None = None) -> Policy:

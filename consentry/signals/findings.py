@@ -24,12 +24,6 @@ class Concept(StrEnum):
     NSFW = "nsfw"  # "nsfw", "spicy", "uncensored", "explicit" versions
 
 
-# Concepts that are sexual on their own, whoever is depicted (SX-1 territory).
-EXPLICIT_CONCEPTS = frozenset(
-    {Concept.NUDITY, Concept.SEXUAL_ACT, Concept.NSFW, Concept.SEXUAL_POSE}
-)
-
-
 class PersonCue(StrEnum):
     """How a prompt points at a real person."""
 
@@ -113,14 +107,6 @@ class PromptFindings:
     def concepts(self) -> frozenset[Concept]:
         return frozenset(f.concept for f in self.sexual)
 
-    @property
-    def is_sexualising(self) -> bool:
-        return bool(self.sexual)
-
-    @property
-    def is_explicit(self) -> bool:
-        return bool(self.concepts & EXPLICIT_CONCEPTS)
-
     def person_cues(self) -> frozenset[PersonCue]:
         return frozenset(f.cue for f in self.persons)
 
@@ -147,10 +133,3 @@ class ImageFindings:
     height: int
     faces: tuple[FaceFinding, ...] = ()
     nsfw: float = 0.0  # open_nsfw probability, 0-1
-
-    @property
-    def has_person(self) -> bool:
-        return bool(self.faces)
-
-    def youngest_face(self) -> FaceFinding | None:
-        return min(self.faces, key=lambda f: f.age, default=None)
