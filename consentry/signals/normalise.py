@@ -26,11 +26,15 @@ _INVISIBLE = frozenset(
      0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2060, 0x2061,
      0x2062, 0x2063, 0x2064, 0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F, 0x3164,
      0xFEFF, 0xFFA0, 0x20E3,
+     # Control characters other than tab and line breaks ("bi\x00kini").
+     *range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0),
      *range(0xFE00, 0xFE10),  # variation selectors
      *range(0x1F3FB, 0x1F400),  # skin tones
      *range(0xE0000, 0xE0080),  # tag characters
      *range(0xE0100, 0xE01F0)]  # variation selectors supplement
 )
+
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 # Emoji that stand for a word in abuse prompts. Spelled out in English; the English
 # lexicon gives the words their meaning.
@@ -254,7 +258,7 @@ def _homoglyphs(chars: list[str]) -> None:
 
 def normalise(prompt: str) -> NormalisedText:
     """Fold ``prompt`` for matching, keeping a map back to the original offsets."""
-    if prompt.isascii():
+    if prompt.isascii() and not _ASCII_CONTROL.search(prompt):
         # Fast path: nothing to fold but case. Offsets are the identity.
         n = len(prompt)
         return NormalisedText(prompt, prompt.lower(), tuple(range(n)), tuple(range(1, n + 1)))
