@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from consentry.enforcement.standing import (
@@ -16,21 +15,16 @@ from consentry.enforcement.standing import (
     SuspensionEntry,
     derive_standing,
 )
+from consentry.store.dialect import upsert_insert
 from consentry.store.models import Account, Strike, Suspension
 
 
 def ensure_account(session: Session, account_id: str, now: datetime, *, lock: bool = False) -> None:
     """Create the account row if needed; with ``lock``, hold it until the transaction ends
     so that two concurrent refusals cannot both miss a suspension threshold."""
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-    if insert is not None:
-        # Two first requests of a new account may race: let the database settle it.
-        session.execute(insert(Account).values(id=account_id, created_at=now)
-                        .on_conflict_do_nothing(index_elements=[Account.id]))
-    elif session.get(Account, account_id) is None:
-        session.add(Account(id=account_id, created_at=now))
-        session.flush()
+    # Two first requests of a new account may race: let the database settle it.
+    session.execute(upsert_insert(session, Account).values(id=account_id, created_at=now)
+                    .on_conflict_do_nothing(index_elements=[Account.id]))
     if lock:
         session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
 

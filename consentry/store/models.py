@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -78,6 +79,9 @@ class CheckRecord(Base):
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     prompt_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     image_sha256: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What the request was (kind, prompt, image digests, ids): a reused idempotency key is
+    # replayed only for the same request, never for a different one.
+    request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     verdict: Mapped[dict[str, Any]] = mapped_column(JSON)
     latency_ms: Mapped[float] = mapped_column()
 
@@ -277,9 +281,6 @@ class TakedownCase(Base):
     merged_into: Mapped[str | None] = mapped_column(String(20), nullable=True)
     # Denormalised from the events so open cases can be listed by deadline cheaply.
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    # Status-page guessing: consecutive wrong PINs and the lock they earned.
-    failed_pins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class CaseKey(Base):
@@ -362,3 +363,74 @@ class Notification(Base):
     delivered: Mapped[bool] = mapped_column()
     detail: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column()
+
+
+class CaseJob(Base):
+    """Work a recorded case is owed (acknowledge, locate, bank, queue removals), written in
+    the same transaction as the case, so that a crash after intake leaves a job a worker
+    finishes rather than a case that stays ``received`` for ever."""
+
+    __tablename__ = "case_jobs"
+    __table_args__ = (Index("ix_case_jobs_due", "state", "claimed_until"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("takedown_cases.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # intake
+    state: Mapped[str] = mapped_column(String(10))  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A worker holds the job until then; past it (the worker died), another takes it over.
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CaseBankEntry(Base):
+    """The bank entries a case stands behind, whoever added them. Reversing a case
+    disables only the entries it made active (added, or re-enabled after another case's
+    reversal), and only when no other standing case holds them."""
+
+    __tablename__ = "case_bank_entries"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("takedown_cases.id"), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id"), primary_key=True)
+    activated: Mapped[bool] = mapped_column()
+
+
+class CaseItem(Base):
+    """Content a case stands behind (located, or found already removed), so that
+    reversing one case never restores what another standing case had taken down."""
+
+    __tablename__ = "case_items"
+    __table_args__ = (Index("ix_case_items_content", "content_id"),)
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("takedown_cases.id"), primary_key=True)
+    content_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class AttemptGuard(Base):
+    """Guesses at one secret (a case's PIN) from one client: attempts in flight or failed
+    since the last success, and the lock they earned. Keyed by the target as typed, so an
+    unknown case number locks exactly like a real one; per client, so one client's
+    guessing never locks the rightful owner out."""
+
+    __tablename__ = "attempt_guards"
+
+    target: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the address
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locks: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class RateWindow(Base):
+    """Requests of one kind from one client in one fixed time window, counted atomically
+    in the database so that every replica and every concurrent request sees one count."""
+
+    __tablename__ = "rate_windows"
+
+    scope: Mapped[str] = mapped_column(String(30), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the address
+    window: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch seconds // size
+    count: Mapped[int] = mapped_column(Integer, default=0)
