@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from consentry.banks.exchanges import Exchange, HashUpdate, UpdateBatch
+from consentry.errors import Conflict, ConsentryError, NotFound
 from consentry.store import Database
 from consentry.store.models import Bank, BankEntry, BankEntryHash, BankEvent, ExchangeCheckpoint
 
@@ -49,21 +50,27 @@ CATEGORY_CLAUSE: Mapping[BankCategory, str] = {
 }
 
 
-class BankError(ValueError):
+class BankError(ConsentryError, ValueError):
     """A bank operation that cannot be done as asked; nothing was changed."""
 
-
-class BankNotFound(BankError):
-    pass
+    code = "invalid_bank_request"
 
 
-class BankExists(BankError):
-    pass
+class BankNotFound(BankError, NotFound):
+    code = "not_found"
 
 
-class DuplicateEntry(BankError):
+class BankExists(BankError, Conflict):
+    code = "bank_exists"
+
+
+class DuplicateEntry(BankError, Conflict):
+    """The bank already holds this image (or this external id): ``entry_id`` names it."""
+
+    code = "duplicate_entry"
+
     def __init__(self, message: str, entry_id: int) -> None:
-        super().__init__(message)
+        super().__init__(message, details={"entry": entry_id})
         self.entry_id = entry_id
 
 
@@ -236,24 +243,41 @@ class BankRegistry:
         """Bank one image or hash. A second active entry with the same MD5 or primary PDQ
         in the same bank is refused (``DuplicateEntry`` names the existing one)."""
         hashes = hashes.validated()
-        with self.db.transaction() as s:
-            bank = self._bank(s, bank_name)
-            entry = self._add(s, bank, hashes, source=source, external_id=external_id,
-                              clause=clause, takedown_case=takedown_case,
-                              details=details or {}, actor=actor, now=self._clock())
-            return _entry_info(entry, bank)
+        try:
+            with self.db.transaction() as s:
+                bank = self._bank(s, bank_name)
+                entry = self._add(s, bank, hashes, source=source, external_id=external_id,
+                                  clause=clause, takedown_case=takedown_case,
+                                  details=details or {}, actor=actor, now=self._clock())
+                return _entry_info(entry, bank)
+        except IntegrityError:
+            if external_id is None:
+                raise
+            # A concurrent add with the same external id won: name its entry.
+            with self.db.transaction() as s:
+                named = s.scalar(select(BankEntry.id).join(Bank).where(
+                    Bank.name == bank_name, BankEntry.source == source,
+                    BankEntry.external_id == external_id))
+            if named is None:
+                raise
+            raise DuplicateEntry(f"bank {bank_name!r} already has an entry from {source!r} "
+                                 f"with external id {external_id!r}: entry {named}",
+                                 named) from None
 
     def entry(self, entry_id: int) -> EntryInfo:
         with self.db.transaction() as s:
             entry = self._entry(s, entry_id)
             return _entry_info(entry, s.get(Bank, entry.bank_id))
 
-    def entries(self, bank_name: str, *, limit: int = 100, after_id: int = 0) -> list[EntryInfo]:
+    def entries(self, bank_name: str, *, limit: int = 100, after_id: int = 0,
+                include_removed: bool = True) -> list[EntryInfo]:
         with self.db.transaction() as s:
             bank = self._bank(s, bank_name)
-            rows = s.scalars(select(BankEntry).where(BankEntry.bank_id == bank.id,
-                                                     BankEntry.id > after_id)
-                             .order_by(BankEntry.id).limit(limit))
+            query = select(BankEntry).where(BankEntry.bank_id == bank.id,
+                                            BankEntry.id > after_id)
+            if not include_removed:
+                query = query.where(BankEntry.removed_at.is_(None))
+            rows = s.scalars(query.order_by(BankEntry.id).limit(limit))
             return [_entry_info(e, bank) for e in rows]
 
     def set_entry_enabled(self, entry_id: int, enabled: bool, *,
@@ -281,6 +305,14 @@ class BankRegistry:
     def _add(self, s: Session, bank: Bank, hashes: EntryHashes, *, source: str,
              external_id: str | None, clause: str | None, takedown_case: str | None,
              details: Mapping[str, Any], actor: str, now: datetime) -> BankEntry:
+        if external_id is not None:
+            # An exchange's id names one entry per bank and source, removed or not.
+            named = s.scalar(select(BankEntry.id).where(
+                BankEntry.bank_id == bank.id, BankEntry.source == source,
+                BankEntry.external_id == external_id))
+            if named is not None:
+                raise DuplicateEntry(f"bank {bank.name!r} already has an entry from {source!r} "
+                                     f"with external id {external_id!r}: entry {named}", named)
         same = [c for c in (BankEntry.md5 == hashes.md5 if hashes.md5 else None,
                             BankEntry.pdq == hashes.pdq if hashes.pdq else None) if c is not None]
         existing = s.scalars(select(BankEntry).where(
