@@ -16,14 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from consentry.banks.matcher import PDQ_MATCH_DISTANCE
 from consentry.banks.pdq_index import PDQIndex, from_hex
 from consentry.banks.registry import BankError, EntryHashes
 from consentry.banks.saved_index import load_saved, save
+from consentry.errors import Conflict
 from consentry.store import Database
 from consentry.store.models import ContentHash, ContentItem
 
@@ -33,6 +36,29 @@ _PAGE = 200_000
 _SAVE_EVERY_ROWS = 100_000  # a restart re-reads at most this many rows
 _WATERMARK_KEY = "content_hash"  # the highest content_hashes.id the saved index holds
 MAX_URL_LENGTH = 2048  # indexed: the database's index key limit stays far away
+
+
+class ContentIdTaken(BankError, Conflict):
+    """A content id names one image; it was registered with different bytes."""
+
+    code = "content_id_taken"
+
+
+def canonical_url(url: str) -> str:
+    """The form a URL is indexed and looked up under, so that a requester's link finds
+    the item whatever its case, default port, fragment or trailing slash."""
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.netloc:
+        return url.strip()
+    host = (parts.hostname or "").lower()
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port
+    except ValueError:
+        return url.strip()
+    netloc = host if port is None or port == default else f"{host}:{port}"
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit((parts.scheme.lower(), netloc, path, parts.query, ""))
 
 
 @dataclass(frozen=True)
@@ -85,22 +111,28 @@ class ContentIndex:
             raise BankError("kind must be 'upload' or 'output'")
         if url is not None and len(url) > MAX_URL_LENGTH:
             raise BankError(f"url must be at most {MAX_URL_LENGTH} characters")
-        with self.db.transaction() as s:
-            existing = s.scalars(select(ContentItem).where(
-                ContentItem.content_id == content_id)).first()
-            if existing is not None:
-                if existing.md5 != hashes.md5:
-                    raise BankError(f"content id {content_id!r} is already registered with "
-                                    "different bytes")
-                return _record(existing)
-            item = ContentItem(content_id=content_id, kind=kind, account_id=account_id, url=url,
-                               md5=hashes.md5 or "", sha256=hashes.sha256 or "",
-                               pdq=hashes.pdq, registered_at=self._clock())
-            s.add(item)
-            s.flush()
-            s.add_all(ContentHash(item_id=item.id, pdq=value, variant=variant)
-                      for variant, value in hashes.indexed())
-            return _record(item)
+        url = canonical_url(url) if url is not None else None
+        try:
+            with self.db.transaction() as s:
+                existing = s.scalars(select(ContentItem).where(
+                    ContentItem.content_id == content_id)).first()
+                if existing is not None:
+                    return _same_bytes(existing, hashes)
+                item = ContentItem(content_id=content_id, kind=kind, account_id=account_id,
+                                   url=url, md5=hashes.md5 or "", sha256=hashes.sha256 or "",
+                                   pdq=hashes.pdq, registered_at=self._clock())
+                s.add(item)
+                s.flush()
+                s.add_all(ContentHash(item_id=item.id, pdq=value, variant=variant)
+                          for variant, value in hashes.indexed())
+                return _record(item)
+        except IntegrityError:  # registered concurrently
+            with self.db.transaction() as s:
+                existing = s.scalars(select(ContentItem).where(
+                    ContentItem.content_id == content_id)).first()
+                if existing is None:
+                    raise
+                return _same_bytes(existing, hashes)
 
     def get(self, content_id: str) -> ContentRecord | None:
         with self.db.transaction() as s:
@@ -121,8 +153,9 @@ class ContentIndex:
                                pdq_variants=tuple((v, h) for v, h in variants))
 
     def by_url(self, url: str) -> ContentRecord | None:
+        forms = list(dict.fromkeys((canonical_url(url), url)))
         with self.db.transaction() as s:
-            item = s.scalars(select(ContentItem).where(ContentItem.url == url)
+            item = s.scalars(select(ContentItem).where(ContentItem.url.in_(forms))
                              .order_by(ContentItem.id)).first()
             return _record(item) if item else None
 
@@ -222,6 +255,13 @@ class ContentIndex:
     @property
     def size(self) -> int:
         return len(self._index)
+
+
+def _same_bytes(existing: ContentItem, hashes: EntryHashes) -> ContentRecord:
+    if existing.md5 != (hashes.md5 or ""):
+        raise ContentIdTaken(f"content id {existing.content_id!r} is already registered with "
+                             "different bytes")
+    return _record(existing)
 
 
 def _chunks(values: list[int], size: int) -> list[list[int]]:

@@ -8,6 +8,7 @@ allowed.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from consentry.banks.content import ContentIdTaken
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.config import Settings
 from consentry.enforcement.ledger import ensure_account, load_standing, record_consequence
@@ -33,7 +35,7 @@ from consentry.enforcement.standing import (
     costs_anything,
     standing_after,
 )
-from consentry.gate.errors import InvalidRequest
+from consentry.errors import Conflict, InvalidRequest
 from consentry.gate.verdict import (
     AccountState,
     Appeal,
@@ -64,6 +66,7 @@ MAX_PROMPT_CHARS = 4000
 MAX_IMAGES = 4
 MAX_ACCOUNT_ID = 200
 MAX_IDEMPOTENCY_KEY = 200
+MAX_URL_CHARS = 2048
 
 
 def utc_now() -> datetime:
@@ -122,10 +125,10 @@ class Gate:
                                  f"{MAX_IMAGES} are accepted per request", field="images")
         account = _validate_token(account, "account", MAX_ACCOUNT_ID)
         key = _validate_token(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
-        if account and key:
-            replayed = self._replay(account, key)
-            if replayed is not None:
-                return replayed
+        request = _request_digest("generation", prompt,
+                                  *(hashlib.sha256(i).hexdigest() for i in images))
+        if account and key and (replayed := self._replay(account, key, request)) is not None:
+            return replayed
 
         if account:
             with self.db.transaction() as session:
@@ -137,7 +140,7 @@ class Gate:
                     f"the account is {standing.status.value.replace('_', ' ')}",
                     kind=standing.suspension_clause),))
                 return self._record("generation", ruling, prompt, images, account, key, started,
-                                    standing)
+                                    standing, request=request)
         else:
             standing = None
 
@@ -150,7 +153,7 @@ class Gate:
             ruling = evaluate(analysis.prompt, analysis.images, self.policy,
                               allow_adult_content=self.settings.allow_adult_content)
         return self._record("generation", ruling, prompt, images, account, key, started,
-                            standing)
+                            standing, request=request)
 
     def check_upload(
         self,
@@ -178,7 +181,7 @@ class Gate:
         of the generation check that let the request run: it ties the output to the
         account and tells whether it was made from a photo of a real person. A refused
         output is hashed into the own-refusals bank (block once, block everywhere)."""
-        source = self._generation(generation_id) if generation_id else None
+        source = self._generation(generation_id) if generation_id is not None else None
         account = source.account_id if source else None
         return self._check_media("output", image, account, generation_id, None,
                                  idempotency_key, source=source)
@@ -253,9 +256,13 @@ class Gate:
         image = bytes(image)
         account = _validate_token(account, "account", MAX_ACCOUNT_ID)
         content_id = _validate_token(content_id, "content_id", MAX_ACCOUNT_ID)
+        url = _validate_token(url, "url", MAX_URL_CHARS)
         key = _validate_token(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
-        if account and key and (replayed := self._replay(account, key)) is not None:
+        request = _request_digest(kind, hashlib.sha256(image).hexdigest(), content_id, url)
+        if account and key and (replayed := self._replay(account, key, request)) is not None:
             return replayed
+        if content_id:
+            self._check_content_id(content_id, image)
         decoded = _decode(None, image)
         try:
             fp, findings, matches = self._analyse_media(image, decoded)
@@ -263,7 +270,7 @@ class Gate:
             raise
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
             return self._record(kind, _fail_closed(exc), None, [image], account, key, started,
-                                None)
+                                None, request=request)
         real_person_source = bool(source) and any(
             r.get("code") == ReasonCode.REAL_PERSON_IN_PHOTO for r in source.verdict["reasons"])
         ruling = evaluate_media(matches, findings, self.policy,
@@ -280,13 +287,16 @@ class Gate:
         # Known child abuse is never shown to anyone: keep its hashes, not its bytes.
         evidence = [] if ruling.clause == "KM-1" else [image]
         verdict = self._record(kind, ruling, None, evidence, account, key, started, standing,
-                               digests=[fp.hashes.sha256 or ""])
+                               digests=[fp.hashes.sha256 or ""], request=request)
         if ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}:
             if kind == "output" and not matches:
                 self.banks.bank_refusal(fp, ruling.clause, check_id=verdict.id)
         elif content_id:
-            self.banks.content.register(content_id, kind, entry_hashes(fp),
-                                        account_id=account, url=url)
+            try:
+                self.banks.content.register(content_id, kind, entry_hashes(fp),
+                                            account_id=account, url=url)
+            except ContentIdTaken as exc:  # a concurrent request took the id first
+                raise _content_id_taken(content_id) from exc
         return verdict
 
     def _analyse_media(
@@ -310,17 +320,45 @@ class Gate:
             raise TimeoutError("image analysis overran its time limit") from exc
         return fp, findings, matches
 
-    def _generation(self, generation_id: str) -> CheckRecord | None:
+    def _generation(self, generation_id: str) -> CheckRecord:
+        """The generation check an output claims to come from. Unknown: bad input. Refused
+        or held: there should be no output at all, so it is not checked or registered."""
         generation_id = _validate_token(generation_id, "generation_id", MAX_ACCOUNT_ID) or ""
         with self.db.transaction() as session:
             record = session.get(CheckRecord, generation_id)
-        return record if record is not None and record.kind == "generation" else None
+        if record is None or record.kind != "generation":
+            raise InvalidRequest("unknown_generation", f"no generation check {generation_id!r}; "
+                                 "send the id of the verdict that let the request run",
+                                 field="generation_id")
+        if record.decision != "allow":
+            raise Conflict(f"generation {generation_id} was not allowed ({record.decision}, "
+                           f"{record.clause}): its output must not be shown",
+                           code="generation_not_allowed")
+        return record
 
-    def _replay(self, account: str, key: str) -> Verdict | None:
+    def _check_content_id(self, content_id: str, image: bytes) -> None:
+        """A content id names one image: the same id with other bytes is refused before
+        any work (a retry with the same bytes is fine)."""
+        existing = self.banks.content.get(content_id)
+        if existing is not None and existing.md5 != hashlib.md5(image).hexdigest():
+            raise _content_id_taken(content_id)
+
+    def _replay(self, account: str, key: str, request: str) -> Verdict | None:
+        """The verdict already given for this key, if the request is the same one. A key
+        reused for a different request is refused: replaying its answer would let a
+        harmless request's ``allow`` stand for an abusive one."""
         with self.db.transaction() as session:
-            stored = session.scalars(select(CheckRecord.verdict).where(
-                CheckRecord.account_id == account, CheckRecord.idempotency_key == key)).first()
-        return Verdict.model_validate(stored) if stored is not None else None
+            stored = session.execute(select(CheckRecord.verdict, CheckRecord.request_sha256)
+                                     .where(CheckRecord.account_id == account,
+                                            CheckRecord.idempotency_key == key)).first()
+        if stored is None:
+            return None
+        verdict, digest = stored
+        if digest != request:
+            raise Conflict(f"idempotency key {key!r} was already used for a different "
+                           "request; use a new key for a new request",
+                           code="idempotency_key_reused")
+        return Verdict.model_validate(verdict)
 
     def _record(
         self,
@@ -333,6 +371,7 @@ class Gate:
         started: float,
         standing: Standing | None,
         *,
+        request: str,
         digests: Sequence[str] | None = None,
     ) -> Verdict:
         """Record the check and apply its consequence in one transaction.
@@ -361,9 +400,10 @@ class Gate:
                     id=check_id, kind=kind, account_id=account, idempotency_key=key,
                     created_at=now, decision=ruling.decision, category=verdict.category,
                     clause=ruling.clause, policy_version=self.policy.version,
-                    prompt=prompt if keep_evidence else None,
+                    prompt=_storable(prompt) if keep_evidence and prompt else None,
                     prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else None,
-                    image_sha256=digests, verdict=verdict.model_dump(mode="json"),
+                    image_sha256=digests, request_sha256=request,
+                    verdict=verdict.model_dump(mode="json"),
                     latency_ms=(time.perf_counter() - started) * 1000,
                 ))
                 session.flush()  # the media and strike rows refer to this row
@@ -377,7 +417,7 @@ class Gate:
                                        now)
         except IntegrityError:
             # A concurrent retry with the same idempotency key won the race: answer as it did.
-            if account and key and (replayed := self._replay(account, key)) is not None:
+            if account and key and (replayed := self._replay(account, key, request)) is not None:
                 return replayed
             raise
         return verdict
@@ -426,6 +466,23 @@ def _fail_closed(exc: BaseException) -> Ruling:
     return Ruling("block", "FC-1", (Reason(
         ReasonCode.ANALYSIS_UNAVAILABLE, "the safety analysis could not be completed",
         kind=type(exc).__name__),))
+
+
+def _request_digest(kind: str, *parts: str | None) -> str:
+    """What identifies a request for idempotency: its kind and every input."""
+    return hashlib.sha256(json.dumps([kind, *parts]).encode()).hexdigest()
+
+
+def _storable(text: str) -> str:
+    """Text as the store can keep it: PostgreSQL refuses NUL characters, and the evidence
+    must be recorded whatever the prompt holds (the prompt is analysed as sent)."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _content_id_taken(content_id: str) -> Conflict:
+    return Conflict(f"content id {content_id!r} already names a different image; give each "
+                    "upload or output its own id", code="content_id_taken",
+                    details={"field": "content_id"})
 
 
 def _validate_prompt(prompt: str) -> str:
