@@ -8,6 +8,13 @@ import io
 from PIL import Image, ImageOps
 
 from consentry.banks.services import entry_hashes
+from consentry.cases.intake import (
+    ContentLocator,
+    Declaration,
+    Regime,
+    Relationship,
+    TakedownSubmission,
+)
 from consentry.cases.takedowns import TakedownService
 from consentry.signals.hashing import fingerprint
 
@@ -32,3 +39,12 @@ def register(service: TakedownService, content_id: str, image: bytes, account: s
              url: str | None = None) -> None:
     service.banks.content.register(content_id, "upload", entry_hashes(fingerprint(image)),
                                    account_id=account, url=url)
+
+
+def tida(locator: ContentLocator, email: str = "sam@example.org") -> TakedownSubmission:
+    """A complete TAKE IT DOWN request for ``locator``."""
+    return TakedownSubmission(
+        regime=Regime.TAKE_IT_DOWN, locator=locator, requester_name="Sam Doe", email=email,
+        signature="Sam Doe", relationship=Relationship.SELF,
+        declarations=frozenset({Declaration.NOT_CONSENSUAL}),
+        statement="This photo of me was shared without my consent.")

@@ -26,11 +26,6 @@ _NUMBER_ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _NUMBER_CHARS: Final = 10  # 50 bits
 PIN_DIGITS: Final = 8
 
-# Status-page guessing: after this many wrong PINs in a row the case locks, for a time
-# that doubles with every further lock.
-PIN_FAILURES_BEFORE_LOCK: Final = 5
-PIN_LOCK: Final = timedelta(minutes=15)
-
 
 class CaseStatus(StrEnum):
     RECEIVED = "received"  # complete; content being located
@@ -48,6 +43,9 @@ class EventKind(StrEnum):
     AMENDED = "amended"
     DUPLICATE_MERGED = "duplicate_merged"
     LOCATED = "located"
+    # Named content another case (or the platform) had already taken down: nothing to
+    # remove, no strike; it counts as down for the requester.
+    ALREADY_REMOVED = "already_removed"
     NOT_FOUND = "not_found"
     BANKED = "banked"
     REMOVAL_REQUESTED = "removal_requested"
@@ -122,9 +120,14 @@ class CaseView:
     merged_into: str | None
     missing: tuple[Missing, ...]
     located: tuple[LocatedItem, ...]
-    removed: tuple[str, ...]
+    removed: tuple[str, ...]  # confirmed gone after this case's callback
     failed: tuple[str, ...]
     unknown: tuple[str, ...]  # content ids / URLs the request named that we do not hold
+    already_removed: tuple[str, ...] = ()  # named, but down before this case acted
+    # Removed because of this case (the platform took it down on our callback, rather than
+    # answering that it was already gone): what the case strikes for and a reversal
+    # restores.
+    removed_here: tuple[str, ...] = ()
     events: tuple[Event, ...] = field(repr=False, default=())
 
     @property
@@ -136,15 +139,17 @@ class CaseView:
         return self.removed_at - self.received_at if self.removed_at else None
 
     def public(self) -> dict[str, Any]:
-        """What the requester's status page shows: no uploader, no content ids."""
+        """What the requester's status page shows: no uploader, no content ids, and never
+        another requester's case number (a merged duplicate shows its own)."""
         return {
             "case": self.number, "regime": self.regime, "status": self.status.value,
             "received_at": self.received_at.isoformat(),
             "deadline": self.deadline_at.isoformat(),
             "removed_at": self.removed_at.isoformat() if self.removed_at else None,
-            "merged_into": self.merged_into,
             "missing": [{"field": m.field, "why": m.why} for m in self.missing],
-            "items_found": len(self.located), "items_removed": len(self.removed),
+            "items_found": len(self.located) + len(self.already_removed),
+            "items_removed": len(self.removed) + len(self.already_removed),
+            "already_removed": len(self.already_removed),
             "copies_found": sum(1 for i in self.located if not i.identified),
             "not_found": list(self.unknown),
         }
@@ -153,6 +158,9 @@ class CaseView:
         """The moderator's view: everything, history included."""
         out = self.public()
         out.update({
+            "merged_into": self.merged_into,
+            "already_removed_ids": list(self.already_removed),
+            "removed_here": list(self.removed_here),
             "escalated": self.escalated,
             "located": [asdict(i) for i in self.located], "removed": list(self.removed),
             "failed": list(self.failed),
@@ -173,8 +181,10 @@ def fold_case(number: str, regime: str, received_at: datetime, deadline_at: date
     missing: tuple[Missing, ...] = ()
     located: dict[str, LocatedItem] = {}
     removed: dict[str, None] = {}
+    here: dict[str, None] = {}
     failed: dict[str, None] = {}
     unknown: list[str] = []
+    already: dict[str, None] = {}
     for e in events:
         if e.kind is EventKind.INCOMPLETE:
             missing = tuple(Missing(**m) for m in e.details["missing"])
@@ -183,11 +193,16 @@ def fold_case(number: str, regime: str, received_at: datetime, deadline_at: date
         elif e.kind is EventKind.LOCATED:
             for item in e.details["items"]:
                 located.setdefault(item["content_id"], LocatedItem(**item))
+        elif e.kind is EventKind.ALREADY_REMOVED:
+            already.update(dict.fromkeys(e.details["content_ids"]))
         elif e.kind is EventKind.ITEM_REMOVED:
             removed[e.details["content_id"]] = None
+            if e.details.get("outcome", "ok") == "ok":
+                here[e.details["content_id"]] = None
             failed.pop(e.details["content_id"], None)
         elif e.kind is EventKind.ITEM_RESTORED:
             removed.pop(e.details["content_id"], None)
+            here.pop(e.details["content_id"], None)
         elif e.kind is EventKind.REMOVAL_FAILED and e.details.get("action") == "remove":
             failed[e.details["content_id"]] = None
         elif e.kind is EventKind.NOT_FOUND:
@@ -195,7 +210,7 @@ def fold_case(number: str, regime: str, received_at: datetime, deadline_at: date
     return CaseView(number, regime, derive_status(events), received_at,
                     deadline_at, removed_at(events), merged_into, missing,
                     tuple(located.values()), tuple(removed), tuple(failed),
-                    tuple(unknown), tuple(events))
+                    tuple(unknown), tuple(already), tuple(here), tuple(events))
 
 
 class Due(StrEnum):
@@ -222,6 +237,12 @@ def normalise_case_number(text: str) -> str:
     return cleaned if cleaned.startswith("TD-") else "TD-" + cleaned.removeprefix("TD")
 
 
+def well_formed_case_number(number: str) -> bool:
+    """Whether a (normalised) case number could have been issued at all."""
+    return (len(number) == 3 + _NUMBER_CHARS and number.startswith("TD-")
+            and all(c in _NUMBER_ALPHABET for c in number[3:]))
+
+
 def new_pin() -> str:
     return "".join(secrets.choice("0123456789") for _ in range(PIN_DIGITS))
 
@@ -246,11 +267,3 @@ def pin_matches(pin: str, stored: str) -> bool:
         return False
     candidate = hashlib.scrypt(pin.encode(), salt=bytes.fromhex(salt), **_SCRYPT)
     return hmac.compare_digest(candidate, bytes.fromhex(digest))
-
-
-def lock_duration(failures: int) -> timedelta | None:
-    """How long the case locks after ``failures`` consecutive wrong PINs (None: no lock)."""
-    if failures < PIN_FAILURES_BEFORE_LOCK:
-        return None
-    locks = failures - PIN_FAILURES_BEFORE_LOCK
-    return PIN_LOCK * (2 ** min(locks, 8))

@@ -45,6 +45,9 @@ class ContentLocator:
     # Hashes of the uploaded images: the bytes themselves are never stored.
     image_md5s: tuple[str, ...] = ()
     image_pdqs: tuple[str, ...] = ()
+    # Per image, every (variant, PDQ hex) pair a bank entry would index (crops included),
+    # so that a case finished after a restart finds what the pixels would have found.
+    image_variants: tuple[tuple[tuple[str, str], ...], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -149,11 +152,15 @@ def submission_from_dict(d: dict[str, Any]) -> TakedownSubmission:
     loc = d.get("locator", {})
     return TakedownSubmission(
         regime=Regime(d["regime"]),
-        locator=ContentLocator(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in loc.items()}),
+        locator=ContentLocator(**{k: _tuples(v) for k, v in loc.items()}),
         requester_name=d.get("requester_name", ""), email=d.get("email", ""),
         other_contact=d.get("other_contact", ""), signature=d.get("signature", ""),
         relationship=Relationship(d["relationship"]) if d.get("relationship") else None,
         declarations=frozenset(Declaration(x) for x in d.get("declarations", [])),
         statement=d.get("statement", ""), csam=bool(d.get("csam", False)),
     )
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the dataclasses hold, at any depth."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

@@ -108,24 +108,29 @@ def request_incomplete(case_number: str, regime: Regime, recipient: str,
 
 
 def content_removed(case_number: str, regime: Regime, recipient: str, removed: int,
-                    copies: int) -> Notice:
-    """Tells the requester what was removed and that re-uploads will be blocked."""
+                    copies: int, *, already_removed: int = 0, banked: bool = True) -> Notice:
+    """Tells the requester what was removed (``removed`` counts items already down
+    before the request, ``already_removed`` of them) and that re-uploads will be
+    blocked."""
     if removed < 1:
         raise ValueError("content_removed needs at least one removed item; "
                          "use nothing_found when nothing was removed")
-    if not 0 <= copies <= removed:
-        raise ValueError("copies must be between 0 and the number removed")
+    if not 0 <= copies + already_removed <= removed:
+        raise ValueError("copies and already removed items must be within the number removed")
     if copies:
         found = (f"Of these, {_count(copies, 'was a copy', 'were copies')} we found by "
                  "matching against the image you reported.")
     else:
         found = "We did not find any other copies."
+    if already_removed:
+        found += (f" {_count(already_removed, 'item was', 'items were')} already down "
+                  "before your request, and stay down.")
     body = _body(
+        f"{_count(removed, 'item')} you reported {'is' if removed == 1 else 'are'} no longer "
+        "on our service." if already_removed else
         f"We have removed {_count(removed, 'item')} for your request.",
         found,
-        "We have also added the image's hashes to our block list. A hash is a digital "
-        "fingerprint of an image: it cannot be turned back into the picture. If anyone "
-        "tries to upload the same image again, or one very like it, it will be blocked.",
+        *([_BLOCK_LIST] if banked else []),
         f"Your case number is {case_number}. Law: {REGIME_NAMES[regime]}.",
         "If you find the image here again, or other images of you, reply to this message "
         "with the links and we will act on them.",
@@ -134,16 +139,24 @@ def content_removed(case_number: str, regime: Regime, recipient: str, removed: i
                   body, case_number)
 
 
-def nothing_found(case_number: str, regime: Regime, recipient: str) -> Notice:
-    """Tells the requester nothing was found, that future uploads are still blocked,
-    and how to send more detail."""
+_BLOCK_LIST = (
+    "We have also added the image's hashes to our block list. A hash is a digital "
+    "fingerprint of an image: it cannot be turned back into the picture. If anyone "
+    "tries to upload the same image again, or one very like it, it will be blocked.")
+
+
+def nothing_found(case_number: str, regime: Regime, recipient: str, *,
+                  banked: bool) -> Notice:
+    """Tells the requester nothing was found, whether future uploads are blocked (only
+    when we had the image or its hashes to bank), and how to send more detail."""
     body = _body(
         "We have looked for the image you reported, but we could not find it on our "
         "service. It may already have been deleted, or the details we have may not be "
         "enough for us to locate it.",
-        "We have still added the image's hashes to our block list. A hash is a digital "
-        "fingerprint of an image: it cannot be turned back into the picture. If anyone "
-        "tries to upload the same image, or one very like it, it will be blocked.",
+        *([_BLOCK_LIST] if banked else [
+            "Without the image itself we could not add it to our block list. If you can, "
+            "send the image (or its fingerprint, which our form can make on your device "
+            "without uploading the picture) so that future uploads of it are blocked."]),
         "If you know the image is still here, please reply to this message with anything "
         "that helps us find it: the link (web address) of the page where you saw it, the "
         "name of the account that posted it, or roughly when it was posted.",

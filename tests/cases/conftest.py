@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from platform_content import register, variants
 from removal_platform import SECRET, RemovalPlatform
 
 from consentry.banks.services import BankServices
@@ -25,3 +26,16 @@ def takedowns(db, clock, tmp_path: Path, platform: RemovalPlatform) -> Iterator[
     yield service
     callback.close()
     banks.close()
+
+
+@pytest.fixture
+def posted(takedowns, photos):
+    """Three copies of one intimate photo by three uploaders, among unrelated posts."""
+    copies = variants(photos["astronaut"])
+    for i, (name, data) in enumerate(copies.items()):
+        register(takedowns, f"post-{name}", data, f"uploader-{i}",
+                 url=f"https://social.example/p/{name}")
+    for name in ("coffee", "china", "flower", "hopper"):
+        register(takedowns, f"post-{name}", photos[name], "bystander",
+                 url=f"https://social.example/p/{name}")
+    return copies

@@ -13,12 +13,12 @@ from consentry.cases.case import (
     due_state,
     fold_case,
     hash_pin,
-    lock_duration,
     new_case_number,
     new_pin,
     normalise_case_number,
     pin_matches,
 )
+from consentry.limits import lock_for
 
 T0 = datetime(2026, 11, 25, 9, tzinfo=UTC)
 
@@ -69,10 +69,10 @@ def test_pins_are_stored_salted_and_checked():
     assert not pin_matches(pin, "garbage") and hash_pin(pin) != stored  # salted
 
 
-def test_lock_doubles_after_five_wrong_pins():
-    assert [lock_duration(n) for n in range(5)] == [None] * 5
-    assert lock_duration(5) == timedelta(minutes=15)
-    assert lock_duration(6) == timedelta(minutes=30)
+def test_lock_doubles_with_each_lock_up_to_64_hours():
+    assert lock_for(1) == timedelta(minutes=15)
+    assert lock_for(2) == timedelta(minutes=30)
+    assert lock_for(40) == timedelta(hours=64)
 
 
 def test_case_numbers_are_random_and_forgiving_to_type():

@@ -46,7 +46,7 @@ def every_notice() -> list[Notice]:
                          STATUS),
         request_incomplete(CASE, Regime.TAKE_IT_DOWN, JANE, missing, STATUS),
         content_removed(CASE, Regime.UK_INTIMATE_IMAGE, JANE, removed=3, copies=2),
-        nothing_found(CASE, Regime.DSA_ART16, JANE),
+        nothing_found(CASE, Regime.DSA_ART16, JANE, banked=True),
         request_rejected(CASE, Regime.DSA_ART16, JANE, ["the link points to a news article"]),
         removal_reversed(CASE, Regime.TAKE_IT_DOWN, JANE, "the image is not intimate"),
         statement_of_reasons(CASE, Regime.TAKE_IT_DOWN, "acct-42", ["post-1", "post-2"],
@@ -129,7 +129,7 @@ def test_content_removed_counts_copies_and_explains_the_block_list():
 
 
 def test_nothing_found_still_banks_and_asks_for_detail():
-    n = nothing_found(CASE, Regime.TAKE_IT_DOWN, JANE)
+    n = nothing_found(CASE, Regime.TAKE_IT_DOWN, JANE, banked=True)
     assert "could not find" in n.body
     assert "block list" in n.body
     assert "reply to this message" in n.body and "link" in n.body

@@ -4,7 +4,7 @@ platform receiving the signed removal callbacks."""
 from __future__ import annotations
 
 import pytest
-from platform_content import register, variants
+from platform_content import tida
 from sqlalchemy import func, select
 
 from consentry.cases.callback import MAX_ATTEMPTS
@@ -13,38 +13,12 @@ from consentry.cases.intake import (
     ContentLocator,
     Declaration,
     Regime,
-    Relationship,
     TakedownSubmission,
 )
-from consentry.cases.takedowns import (
-    CaseLocked,
-    CaseNotFound,
-    CaseStateError,
-    TakedownError,
-)
+from consentry.cases.takedowns import CaseNotFound, CaseStateError
+from consentry.errors import InvalidRequest, TooManyAttempts
 from consentry.signals.hashing import fingerprint
 from consentry.store.models import Notification, RemovalAttempt, Strike
-
-
-def tida(locator: ContentLocator, email: str = "sam@example.org") -> TakedownSubmission:
-    return TakedownSubmission(
-        regime=Regime.TAKE_IT_DOWN, locator=locator, requester_name="Sam Doe", email=email,
-        signature="Sam Doe", relationship=Relationship.SELF,
-        declarations=frozenset({Declaration.NOT_CONSENSUAL}),
-        statement="This photo of me was shared without my consent.")
-
-
-@pytest.fixture
-def posted(takedowns, photos):
-    """Three copies of one intimate photo by three uploaders, among unrelated posts."""
-    copies = variants(photos["astronaut"])
-    for i, (name, data) in enumerate(copies.items()):
-        register(takedowns, f"post-{name}", data, f"uploader-{i}",
-                 url=f"https://social.example/p/{name}")
-    for name in ("coffee", "china", "flower", "hopper"):
-        register(takedowns, f"post-{name}", photos[name], "bystander",
-                 url=f"https://social.example/p/{name}")
-    return copies
 
 
 def notices_of(takedowns, kind: str) -> list[Notification]:
@@ -120,7 +94,7 @@ def test_status_page_needs_the_pin_and_locks_after_repeated_guesses(takedowns, p
         with pytest.raises(CaseNotFound) as wrong:
             takedowns.status(number, "00000000")
     assert str(wrong.value) == str(unknown.value)  # nothing revealed either way
-    with pytest.raises(CaseLocked):
+    with pytest.raises(TooManyAttempts):
         takedowns.status(number, result.pin)  # even the right PIN waits out the lock
     clock.advance(minutes=16)
     assert takedowns.status(number, result.pin).number == number
@@ -197,7 +171,7 @@ def test_sla_lists_at_risk_and_overdue_cases(takedowns, posted, clock):
 
 def test_reject_then_appeal(takedowns, posted):
     result = takedowns.submit(tida(ContentLocator(content_ids=("nothing-here",))))
-    with pytest.raises(TakedownError):
+    with pytest.raises(InvalidRequest):
         takedowns.reject(result.case.number, ["  "], actor="mod-1")
     rejected = takedowns.reject(result.case.number, ["the linked post is not on this platform"],
                                 actor="mod-1")
@@ -226,10 +200,10 @@ def test_moderator_reversal_restores_content_and_lifts_strikes(takedowns, platfo
 
 
 def test_bad_input_is_refused_and_records_nothing(takedowns):
-    with pytest.raises(TakedownError) as bad:
+    with pytest.raises(InvalidRequest) as bad:
         takedowns.submit(tida(ContentLocator(images=1)), [b"this is not an image"])
     assert bad.value.code == "invalid_image" and bad.value.field == "images[0]"
-    with pytest.raises(TakedownError):
+    with pytest.raises(InvalidRequest):
         takedowns.submit(tida(ContentLocator(urls=("x" * 3000,))))
     assert takedowns.list_cases() == []
 
