@@ -48,11 +48,11 @@ from consentry.cases.intake import (
 from consentry.cases.takedowns import (
     CaseNotFound,
     CaseStateError,
-    TakedownError,
     TakedownService,
 )
 from consentry.config import Settings
-from consentry.gate import Gate, InvalidRequest, Verdict
+from consentry.errors import ConsentryError, InvalidRequest
+from consentry.gate import Gate, Verdict
 from consentry.signals.hashing import Fingerprint, fingerprint
 from consentry.signals.image import ImageRejected
 from consentry.store import Database
@@ -579,7 +579,7 @@ def _case_call(fn: Any, *args: Any, **kwargs: Any) -> CaseView:
     except CaseStateError as exc:
         _warn(str(exc))
         raise typer.Exit(EXIT_WRONG_STATE) from exc
-    except TakedownError as exc:
+    except ConsentryError as exc:
         raise _refuse(str(exc)) from exc
 
 

@@ -6,7 +6,9 @@ Nothing below this module reads ``os.environ``: the gate, store and API receive 
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +44,23 @@ class Settings:
     appeal_url: str | None = None
     # CONSENTRY_SMTP_* as given (see consentry.cases.senders); none: a file outbox.
     smtp: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # How long a process holds a takedown's intake work before another may take it over
+    # (it died): the longest a recorded request can wait after a crash.
+    job_lease_s: float = 60.0
+    # Reverse proxies whose X-Forwarded-For is believed (CIDRs). Empty: the peer address
+    # is the client, whatever headers say, so rotating a header defeats no limit.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for network in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"CONSENTRY_TRUSTED_PROXIES: {network!r} is not an address "
+                                 "or network (e.g. 10.0.0.5 or 10.0.0.0/24)") from exc
+        if self.analysis_timeout_s <= 0:
+            raise ValueError("CONSENTRY_ANALYSIS_TIMEOUT_S must be a positive number of "
+                             "seconds")
 
     @property
     def resolved_database_url(self) -> str:
@@ -60,7 +79,7 @@ class Settings:
             policy_path=Path(policy) if policy else None,
             allow_adult_content=env.get("CONSENTRY_ALLOW_ADULT_CONTENT", "").lower()
             in {"1", "true", "yes"},
-            analysis_timeout_s=float(env.get("CONSENTRY_ANALYSIS_TIMEOUT_S", "10")),
+            analysis_timeout_s=_number(env, "CONSENTRY_ANALYSIS_TIMEOUT_S", 10.0),
             hma_fetch_hosts=tuple(h.strip().lower() for h in
                                   env.get("CONSENTRY_HMA_FETCH_HOSTS", "").split(",")
                                   if h.strip()),
@@ -69,4 +88,20 @@ class Settings:
             public_url=env.get("CONSENTRY_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
             appeal_url=env.get("CONSENTRY_APPEAL_URL") or None,
             smtp=tuple(sorted((k, v) for k, v in env.items() if k.startswith("CONSENTRY_SMTP_"))),
+            job_lease_s=_number(env, "CONSENTRY_JOB_LEASE_S", 60.0),
+            trusted_proxies=_list(env.get("CONSENTRY_TRUSTED_PROXIES", "")),
         )
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())

@@ -7,19 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException
 
 from consentry import __version__
+from consentry.api import errors
 from consentry.api.auth import KeyCache
+from consentry.api.deps import parse_networks
 from consentry.api.routers import accounts, banks, check, hma, media
 from consentry.api.routers import takedowns as takedowns_api
-from consentry.api.throttle import ClientThrottle
 from consentry.cases.takedowns import TakedownService
 from consentry.config import Settings
-from consentry.gate import Gate, InvalidRequest
+from consentry.gate import Gate
 from consentry.store import Database
 from consentry.web import takedown as takedown_pages
 from consentry.web.takedown import STATIC_DIR
@@ -29,19 +28,13 @@ from consentry.web.takedown import STATIC_DIR
 MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    body = {"code": code, "message": message}
-    if field:
-        body["field"] = field
-    return JSONResponse({"error": body}, status_code=status)
-
-
 def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
                takedowns: TakedownService | None = None) -> FastAPI:
     """Build the app. With no ``gate``, one is made from ``settings`` (migrating the
     database and loading the models at startup); likewise the takedown service, whose
-    callback retries then run on a background thread."""
-    settings = settings or Settings.from_env()
+    worker (intake left by a crash, callback retries) then runs on a background thread.
+    Settings default to the given gate's, else to the environment."""
+    settings = settings or (gate.settings if gate is not None else Settings.from_env())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,9 +46,9 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
             app.state.gate.warm_up()
         else:
             app.state.gate = gate
+        app.state.settings = settings
+        app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
         app.state.keys = KeyCache(app.state.gate.db)
-        app.state.pin_throttle = ClientThrottle(limit=20, window_s=900)
-        app.state.submit_throttle = ClientThrottle(limit=30, window_s=3600)
         g = app.state.gate
         app.state.takedowns = takedowns or TakedownService.from_settings(
             g.db, g.banks, g.policy, settings)
@@ -89,28 +82,15 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         return {"status": "ok", "version": __version__}
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return _error(413, "body_too_large",
-                          f"the request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
-        return await call_next(request)
+            return errors.error_response(413, {
+                "code": "body_too_large", "field": "body",
+                "message": f"the request body is {length} bytes; the limit is "
+                           f"{MAX_BODY_BYTES}"})
+        response: JSONResponse = await call_next(request)
+        return response
 
-    @app.exception_handler(InvalidRequest)
-    async def invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
-        return _error(413 if exc.too_large else 422, exc.code, str(exc), exc.field)
-
-    @app.exception_handler(RequestValidationError)
-    async def unprocessable(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        return _error(422, "invalid_request", f"{field}: {first['msg']}", field)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, dict) else {
-            "code": "http_error", "message": str(exc.detail)}
-        return JSONResponse({"error": detail}, status_code=exc.status_code,
-                            headers=exc.headers)
-
+    errors.install(app)
     return app

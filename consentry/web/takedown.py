@@ -8,23 +8,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData, UploadFile
 
-from consentry.api.routers._body import validate
-from consentry.api.routers.takedowns import (
-    TakedownIn,
-    admit_submission,
-    call_service,
-    service,
-)
+from consentry.api.deps import ClientDep, TakedownsDep
+from consentry.api.errors import status_of
+from consentry.api.routers._body import read_form, validate
+from consentry.api.schemas.takedowns import TakedownIn
 from consentry.cases.case import CaseStatus
 from consentry.cases.intake import Declaration, Regime, Relationship
 from consentry.cases.notices import REGIME_NAMES, format_deadline
 from consentry.cases.takedowns import SubmitResult
-from consentry.gate import InvalidRequest
+from consentry.errors import ConsentryError, InvalidRequest, TooManyAttempts
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -58,20 +56,22 @@ _ANCHORS = {"content": "content", "hashes": "content", "location": "urls",
             "name": "requester_name", "email": "email", "relationship": "relationship"}
 
 
-def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def _page(request: Request, name: str, status_code: int = 200, *,
+          headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, name, {"title": "Report an image", **context},
                                       status_code=status_code,
-                                      headers={"Cache-Control": "no-store"})
+                                      headers={"Cache-Control": "no-store", **(headers or {})})
 
 
 def _form_page(request: Request, form: dict[str, Any] | None = None, *,
                errors: list[dict[str, str]] | None = None, amend: str | None = None,
-               status_code: int = 200) -> HTMLResponse:
+               status_code: int = 200,
+               retry_after: dict[str, str] | None = None) -> HTMLResponse:
     values = {"declarations": [], **(form or {})}
     return _page(request, "takedown_form.html", status_code, form=values, errors=errors or [],
                  errors_title="There is a problem", regimes=_REGIMES,
                  relationships=_RELATIONSHIPS, declarations=_DECLARATIONS,
-                 amend={"number": amend} if amend else None)
+                 amend={"number": amend} if amend else None, headers=retry_after)
 
 
 def _done_page(request: Request, case: dict[str, Any], status: CaseStatus,
@@ -99,16 +99,11 @@ def _fields(form: FormData) -> dict[str, Any]:
 
 
 @router.post("/takedown", response_class=HTMLResponse)
-async def takedown_submit(request: Request, background: BackgroundTasks) -> HTMLResponse:
-    form = await request.form()
+async def takedown_submit(request: Request, svc: TakedownsDep, client: ClientDep,
+                          background: BackgroundTasks) -> HTMLResponse:
+    form = await read_form(request, max_files=2, max_fields=40)
     fields = _fields(form)
     amend = str(form.get("case_number", "")).strip() or None
-    if not amend:
-        try:
-            admit_submission(request)
-        except HTTPException as exc:
-            return _form_page(request, fields, status_code=exc.status_code,
-                              errors=[{"anchor": "main", "message": exc.detail["message"]}])
     upload = form.get("image")
     image = await upload.read() if isinstance(upload, UploadFile) and upload.filename else None
     try:
@@ -122,29 +117,30 @@ async def takedown_submit(request: Request, background: BackgroundTasks) -> HTML
             **{k: fields[k] for k in ("requester_name", "email", "other_contact",
                                       "statement", "signature")}})
     except InvalidRequest as exc:
-        field = (exc.field or "").split(".")[0]
+        field = exc.field.split(".")[0]
         message = ("Choose which law you are reporting under" if field == "regime"
                    else f"Check this answer: {exc}")
         return _form_page(request, fields, amend=amend, status_code=422,
                           errors=[{"anchor": _ANCHORS.get(field, field), "message": message}])
-    svc = service(request)
     images = [image] if image else []
     try:
-        if amend:  # the PIN is checked and throttled like the status page
-            result: SubmitResult = await call_service(
+        if amend:  # the PIN is checked and limited like the status page
+            result: SubmitResult = await run_in_threadpool(
                 svc.amend, amend, str(form.get("pin", "")), body.submission(len(images)),
-                images, callbacks_now=False, pin_of=request)
+                images, client=client, callbacks_now=False)
         else:
-            result = await call_service(svc.submit, body.submission(len(images)), images,
-                                        channel="web", callbacks_now=False)
+            result = await run_in_threadpool(svc.submit, body.submission(len(images)), images,
+                                             channel="web", client=client,
+                                             callbacks_now=False)
     except InvalidRequest as exc:
         anchor = "image" if exc.field.startswith("images") else "content"
-        return _form_page(request, fields, amend=amend, status_code=413 if exc.too_large
-                          else 422, errors=[{"anchor": anchor, "message": str(exc)}])
-    except HTTPException as exc:  # wrong PIN, locked case, or not incomplete any more
-        return _form_page(request, fields, amend=amend, status_code=exc.status_code,
-                          errors=[{"anchor": "main" if exc.status_code == 409 else "pin",
-                                   "message": exc.detail["message"]}])
+        return _form_page(request, fields, amend=amend, status_code=status_of(exc),
+                          errors=[{"anchor": anchor, "message": str(exc)}])
+    except ConsentryError as exc:  # wrong PIN, a limit, or not incomplete any more
+        anchor = "pin" if amend and status_of(exc) in (404, 429) else "main"
+        return _form_page(request, fields, amend=amend, status_code=status_of(exc),
+                          errors=[{"anchor": anchor, "message": str(exc)}],
+                          retry_after=_retry_after(exc))
     background.add_task(svc.dispatch)  # the platform is called once the page is sent
     return _done_page(request, result.case.public(), result.case.status, pin=result.pin,
                       status_code=201)
@@ -156,13 +152,21 @@ async def status_form(request: Request) -> HTMLResponse:
 
 
 @router.post("/takedown/status", response_class=HTMLResponse)
-async def status_lookup(request: Request) -> HTMLResponse:
-    form = await request.form()
+async def status_lookup(request: Request, svc: TakedownsDep,
+                        client: ClientDep) -> HTMLResponse:
+    form = await read_form(request, max_files=0, max_fields=10)
     number, pin = str(form.get("case_number", "")).strip(), str(form.get("pin", "")).strip()
     try:
-        view = await call_service(service(request).status, number, pin, pin_of=request)
-    except HTTPException as exc:
-        message = exc.detail["message"] if isinstance(exc.detail, dict) else str(exc.detail)
-        return _page(request, "takedown_status.html", exc.status_code, number=number,
-                     error=message[:1].upper() + message[1:] + ".")
+        view = await run_in_threadpool(svc.status, number, pin, client=client)
+    except ConsentryError as exc:
+        message = str(exc)
+        return _page(request, "takedown_status.html", status_of(exc), number=number,
+                     error=message[:1].upper() + message[1:] + ".",
+                     headers=_retry_after(exc))
     return _done_page(request, view.public(), view.status)
+
+
+def _retry_after(exc: ConsentryError) -> dict[str, str] | None:
+    if isinstance(exc, TooManyAttempts) and exc.retry_after_s:
+        return {"Retry-After": str(exc.retry_after_s)}
+    return None

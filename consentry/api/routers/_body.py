@@ -10,10 +10,12 @@ import base64
 import binascii
 from typing import Any, TypeVar
 
+from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
-from consentry.gate import InvalidRequest
+from consentry.errors import InvalidRequest
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -48,6 +50,16 @@ def _invalid(exc: ValidationError) -> InvalidRequest:
     first = exc.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "body"
     return InvalidRequest("invalid_body", f"{field}: {first['msg']}", field=field)
+
+
+async def read_form(request: Request, *, max_files: int, max_fields: int) -> FormData:
+    """The request's form (multipart or urlencoded), or ``InvalidRequest`` naming the
+    body when it cannot be parsed (a missing boundary, a truncated part, too many parts)."""
+    try:
+        return await request.form(max_files=max_files, max_fields=max_fields)
+    except HTTPException as exc:
+        raise InvalidRequest("invalid_body", f"the form cannot be read: {exc.detail}",
+                             field="body") from exc
 
 
 def is_multipart(content_type: str) -> bool:
@@ -87,12 +99,3 @@ def form_text(form: FormData, name: str) -> str | None:
         raise InvalidRequest("invalid_body", f"'{name}' must be a text field, not a file",
                              field=name)
     return value
-
-
-# Error answers every /v1/check endpoint can give, for the OpenAPI contract.
-CHECK_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing or invalid API key"},
-    403: {"description": "the key lacks the 'check' scope"},
-    413: {"description": "an image or the body is too large"},
-    422: {"description": "the request cannot be checked as sent"},
-}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
 from consentry.access import Scope
 from consentry.api.auth import require
+from consentry.api.deps import GateDep
+from consentry.api.errors import AUTH, responses
 from consentry.gate import AccountState
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
@@ -14,6 +16,7 @@ router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 @router.get("/{account_id}", response_model=AccountState,
             dependencies=[Depends(require(Scope.ACCOUNTS_READ))],
-            summary="Active strikes and suspension of an account")
-async def account_state(account_id: str, request: Request) -> AccountState:
-    return await run_in_threadpool(request.app.state.gate.account_state, account_id)
+            summary="Active strikes and suspension of an account",
+            responses=responses(*AUTH, 422))
+async def account_state(account_id: str, gate: GateDep) -> AccountState:
+    return await run_in_threadpool(gate.account_state, account_id)

@@ -8,48 +8,48 @@ malformed input 422 with the offending field: never a 500 for bad input.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from consentry.access import Principal, Scope
 from consentry.api.auth import require
+from consentry.api.deps import GateDep
+from consentry.api.errors import AUTH, responses
 from consentry.api.routers._body import (
     decode_base64,
     form_file,
     form_text,
     is_multipart,
     parse_json,
+    read_form,
     require_json,
     validate,
 )
 from consentry.banks.registry import (
     BankCategory,
-    BankError,
-    BankExists,
     BankKind,
     BankNotFound,
-    BankRegistry,
-    DuplicateEntry,
     EntryHashes,
+    EntryInfo,
 )
-from consentry.banks.services import BankServices, entry_hashes
+from consentry.banks.services import entry_hashes
 from consentry.banks.sweep import entry_in_bank, sweep_entry
-from consentry.gate import InvalidRequest
+from consentry.errors import InvalidRequest
 from consentry.signals.hashing import fingerprint
 from consentry.signals.image import ImageRejected
 
 router = APIRouter(prefix="/v1/banks", tags=["banks"])
 
 Admin = Annotated[Principal, Depends(require(Scope.BANKS))]
-T = TypeVar("T")
 
 MAX_DETAILS_BYTES = 16 * 1024
 MAX_TEXT = 200
+MAX_ID = 2**31 - 1  # ids are 32-bit on PostgreSQL: a larger one names nothing
+EntryId = Annotated[int, Path(ge=1, le=MAX_ID, description="a bank entry id")]
 
 
 # -- shapes ---------------------------------------------------------------------------
@@ -121,9 +121,11 @@ class BankCreate(BaseModel):
 
 
 class EnabledChange(BaseModel):
+    """``{"enabled": false}`` or ``{"enabled": true}``: a JSON boolean, nothing else."""
+
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool
+    enabled: StrictBool
 
 
 class EntryAdd(BaseModel):
@@ -142,33 +144,11 @@ class EntryAdd(BaseModel):
 # -- helpers --------------------------------------------------------------------------
 
 
-def _services(request: Request) -> BankServices:
-    return request.app.state.gate.banks
-
-
-def _registry(request: Request) -> BankRegistry:
-    return _services(request).registry
-
-
-def _not_found(exc: BankNotFound) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND,
-                         detail={"code": "not_found", "message": str(exc)})
-
-
-async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a registry call off the event loop, turning bank errors into HTTP errors."""
-    try:
-        return await run_in_threadpool(fn, *args, **kwargs)
-    except BankNotFound as exc:
-        raise _not_found(exc) from exc
-    except DuplicateEntry as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail={
-            "code": "duplicate_entry", "message": str(exc), "entry": exc.entry_id}) from exc
-    except BankExists as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail={
-            "code": "bank_exists", "message": str(exc)}) from exc
-    except BankError as exc:
-        raise InvalidRequest("invalid_bank_request", str(exc), field="body") from exc
+def _live(entry: EntryInfo) -> EntryInfo:
+    """A removed entry is kept for the record but is gone for the API."""
+    if entry.status == "removed":
+        raise BankNotFound(f"bank entry {entry.id} was removed")
+    return entry
 
 
 def strict_hex(field: str, value: str, length: int) -> str:
@@ -214,7 +194,7 @@ async def _read_entry(request: Request) -> EntryAdd | tuple[bytes, EntryAdd]:
     """The body of an entry add: JSON, or multipart with an ``image`` file."""
     content_type = request.headers.get("content-type", "")
     if is_multipart(content_type):
-        form = await request.form(max_files=2, max_fields=10)
+        form = await read_form(request, max_files=2, max_fields=10)
         image = await form_file(form, "image", required=False)
         fields = {name: form_text(form, name)
                   for name in ("pdq", "md5", "external_id", "takedown_case")}
@@ -230,65 +210,81 @@ async def _read_entry(request: Request) -> EntryAdd | tuple[bytes, EntryAdd]:
 
 # -- entries (declared first: /entries/{id} must not be taken for a bank name) ---------
 
+_ENTRY = responses(*AUTH, 404, 422)
 
-@router.get("/entries/{entry_id:int}", response_model=EntryView, summary="One bank entry")
-async def get_entry(entry_id: int, request: Request, _: Admin) -> dict[str, Any]:
-    return (await _run(_registry(request).entry, entry_id)).to_dict()
+
+@router.get("/entries/{entry_id:int}", response_model=EntryView, summary="One bank entry",
+            responses=_ENTRY)
+async def get_entry(entry_id: EntryId, gate: GateDep, _: Admin) -> dict[str, Any]:
+    return _live(await run_in_threadpool(gate.banks.registry.entry, entry_id)).to_dict()
 
 
 @router.patch("/entries/{entry_id:int}", response_model=EntryView,
-              summary="Enable or disable an entry (disabled entries never match)")
-async def patch_entry(entry_id: int, change: EnabledChange, request: Request,
+              summary="Enable or disable an entry (disabled entries never match)",
+              responses=_ENTRY)
+async def patch_entry(entry_id: EntryId, change: EnabledChange, gate: GateDep,
                       principal: Admin) -> dict[str, Any]:
-    return (await _run(_registry(request).set_entry_enabled, entry_id, change.enabled,
-                       actor=principal.name)).to_dict()
+    registry = gate.banks.registry
+    _live(await run_in_threadpool(registry.entry, entry_id))
+    return (await run_in_threadpool(registry.set_entry_enabled, entry_id, change.enabled,
+                                    actor=principal.name)).to_dict()
 
 
 @router.delete("/entries/{entry_id:int}", response_model=EntryView,
-               summary="Remove an entry (recorded in the event log; it stops matching)")
-async def delete_entry(entry_id: int, request: Request, principal: Admin,
+               summary="Remove an entry (recorded in the event log; it stops matching)",
+               responses=_ENTRY)
+async def delete_entry(entry_id: EntryId, gate: GateDep, principal: Admin,
                        reason: Annotated[str, Query(max_length=MAX_TEXT)] = "",
                        ) -> dict[str, Any]:
-    return (await _run(_registry(request).remove_entry, entry_id, actor=principal.name,
-                       reason=reason)).to_dict()
+    registry = gate.banks.registry
+    _live(await run_in_threadpool(registry.entry, entry_id))
+    return (await run_in_threadpool(registry.remove_entry, entry_id, actor=principal.name,
+                                    reason=reason)).to_dict()
 
 
 # -- banks ----------------------------------------------------------------------------
 
 
-@router.get("", response_model=BankList, summary="Every bank with its active entry count")
-async def list_banks(request: Request, _: Admin) -> dict[str, Any]:
-    banks = await _run(_registry(request).list)
+@router.get("", response_model=BankList, summary="Every bank with its active entry count",
+            responses=responses(*AUTH))
+async def list_banks(gate: GateDep, _: Admin) -> dict[str, Any]:
+    banks = await run_in_threadpool(gate.banks.registry.list)
     return {"banks": [b.to_dict() for b in banks]}
 
 
 @router.post("", response_model=BankView, status_code=status.HTTP_201_CREATED,
-             summary="Create a bank", responses={409: {"description": "the name is taken"}})
-async def create_bank(body: BankCreate, request: Request, principal: Admin) -> dict[str, Any]:
-    return (await _run(_registry(request).create, body.name, body.kind, body.category,
-                       description=body.description, actor=principal.name)).to_dict()
+             summary="Create a bank", responses=responses(*AUTH, 409, 422))
+async def create_bank(body: BankCreate, gate: GateDep, principal: Admin) -> dict[str, Any]:
+    return (await run_in_threadpool(gate.banks.registry.create, body.name, body.kind,
+                                    body.category, description=body.description,
+                                    actor=principal.name)).to_dict()
 
 
-@router.get("/{name}", response_model=BankView, summary="One bank")
-async def get_bank(name: str, request: Request, _: Admin) -> dict[str, Any]:
-    return (await _run(_registry(request).get, name)).to_dict()
+@router.get("/{name}", response_model=BankView, summary="One bank",
+            responses=responses(*AUTH, 404))
+async def get_bank(name: str, gate: GateDep, _: Admin) -> dict[str, Any]:
+    return (await run_in_threadpool(gate.banks.registry.get, name)).to_dict()
 
 
 @router.patch("/{name}", response_model=BankView,
-              summary="Enable or disable a bank (a disabled bank never matches)")
-async def patch_bank(name: str, change: EnabledChange, request: Request,
+              summary="Enable or disable a bank (a disabled bank never matches)",
+              responses=responses(*AUTH, 404, 422))
+async def patch_bank(name: str, change: EnabledChange, gate: GateDep,
                      principal: Admin) -> dict[str, Any]:
-    return (await _run(_registry(request).set_enabled, name, change.enabled,
-                       actor=principal.name)).to_dict()
+    return (await run_in_threadpool(gate.banks.registry.set_enabled, name, change.enabled,
+                                    actor=principal.name)).to_dict()
 
 
-@router.get("/{name}/entries", response_model=EntryPage, summary="A bank's entries, by id")
+@router.get("/{name}/entries", response_model=EntryPage,
+            summary="A bank's entries, by id (removed entries are left out)",
+            responses=responses(*AUTH, 404, 422))
 async def list_entries(
-    name: str, request: Request, _: Admin,
-    after: Annotated[int, Query(ge=0, description="entries with a larger id")] = 0,
+    name: str, gate: GateDep, _: Admin,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="entries with a larger id")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    entries = await _run(_registry(request).entries, name, limit=limit, after_id=after)
+    entries = await run_in_threadpool(gate.banks.registry.entries, name, limit=limit,
+                                      after_id=after, include_removed=False)
     return {"entries": [e.to_dict() for e in entries],
             "next_after": entries[-1].id if len(entries) == limit else None}
 
@@ -304,12 +300,12 @@ async def list_entries(
             "external_id": {"type": "string"}, "takedown_case": {"type": "string"},
             "details": {"type": "string", "description": "a JSON object"}}}},
     }}},
-    responses={404: {"description": "no such bank"},
-               409: {"description": "already banked; error.entry is the existing entry"},
-               413: {"description": "the image is too large"},
-               422: {"description": "malformed hash, image or body"}},
+    responses=responses(*AUTH, 404, 409, 413, 422, 503),
 )
-async def add_entry(name: str, request: Request, principal: Admin) -> dict[str, Any]:
+async def add_entry(name: str, request: Request, gate: GateDep,
+                    principal: Admin) -> dict[str, Any]:
+    """409 when the bank already holds the image or the external id: ``error.entry`` is
+    the existing entry."""
     read = await _read_entry(request)
     image, body = read if isinstance(read, tuple) else (None, read)
     bare = body.pdq is not None or body.md5 is not None
@@ -328,16 +324,18 @@ async def add_entry(name: str, request: Request, principal: Admin) -> dict[str, 
     if hashes.md5 is None and hashes.pdq is None:
         raise InvalidRequest("unhashable_image", "the image has no usable hash",
                              field="image")
-    entry = await _run(_registry(request).add_entry, name, hashes, source="manual",
-                       external_id=body.external_id, takedown_case=body.takedown_case,
-                       details=_details(body.details), actor=principal.name)
+    entry = await run_in_threadpool(
+        gate.banks.registry.add_entry, name, hashes, source="manual",
+        external_id=body.external_id, takedown_case=body.takedown_case,
+        details=_details(body.details), actor=principal.name)
     return entry.to_dict()
 
 
 @router.post("/{name}/sweep/{entry_id:int}", response_model=SweepResult,
-             summary="Registered content that is this entry's image: the copies to take down")
-async def sweep(name: str, entry_id: int, request: Request, _: Admin) -> dict[str, Any]:
-    services = _services(request)
-    entry = await _run(entry_in_bank, services.registry, name, entry_id)
+             summary="Registered content that is this entry's image: the copies to take down",
+             responses=responses(*AUTH, 404, 422))
+async def sweep(name: str, entry_id: EntryId, gate: GateDep, _: Admin) -> dict[str, Any]:
+    services = gate.banks
+    entry = _live(await run_in_threadpool(entry_in_bank, services.registry, name, entry_id))
     copies = await run_in_threadpool(sweep_entry, services.registry, services.content, entry)
     return {"bank": name, "entry": entry.id, "copies": [c.to_dict() for c in copies]}

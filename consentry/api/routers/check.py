@@ -11,8 +11,11 @@ from starlette.datastructures import UploadFile
 
 from consentry.access import Scope
 from consentry.api.auth import require
-from consentry.api.routers._body import CHECK_ERRORS, decode_base64, parse_json, require_json
-from consentry.gate import MAX_IMAGES, MAX_PROMPT_CHARS, InvalidRequest, Verdict
+from consentry.api.deps import GateDep
+from consentry.api.errors import AUTH, responses
+from consentry.api.routers._body import decode_base64, parse_json, read_form, require_json
+from consentry.errors import InvalidRequest
+from consentry.gate import MAX_IMAGES, MAX_PROMPT_CHARS, Verdict
 
 router = APIRouter(prefix="/v1/check", tags=["check"])
 
@@ -43,7 +46,7 @@ _MULTIPART_SCHEMA = {
 async def _read_request(request: Request) -> tuple[str, list[bytes], str | None]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=MAX_IMAGES + 1, max_fields=10)
+        form = await read_form(request, max_files=MAX_IMAGES + 1, max_fields=10)
         prompt = form.get("prompt")
         if not isinstance(prompt, str):
             raise InvalidRequest("missing_prompt", "the form has no 'prompt' field",
@@ -75,14 +78,17 @@ async def _read_request(request: Request) -> tuple[str, list[bytes], str | None]
         "application/json": {"schema": GenerationCheck.model_json_schema()},
         "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
     }}},
-    responses=CHECK_ERRORS,
+    responses=responses(*AUTH, 409, 413, 422, 503),
     dependencies=[Depends(require(Scope.CHECK))],
 )
 async def check_generation(
     request: Request,
+    gate: GateDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Verdict:
+    """Any answer other than 200 means the request was not checked: do not run it. An
+    ``Idempotency-Key`` (with an account) makes retries safe; reusing it for a different
+    request is a 409."""
     prompt, images, account = await _read_request(request)
-    gate = request.app.state.gate
     return await run_in_threadpool(gate.check_generation, prompt, images, account,
                                    idempotency_key=idempotency_key)

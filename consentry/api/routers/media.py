@@ -11,13 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from consentry.access import Scope
 from consentry.api.auth import require
+from consentry.api.deps import GateDep
+from consentry.api.errors import AUTH, responses
 from consentry.api.routers._body import (
-    CHECK_ERRORS,
     decode_base64,
     form_file,
     form_text,
     is_multipart,
     parse_json,
+    read_form,
     require_json,
 )
 from consentry.gate import Verdict
@@ -55,12 +57,11 @@ def _multipart_schema(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 
-
 async def _read(request: Request, model: type[UploadCheck] | type[OutputCheck],
                 fields: tuple[str, ...]) -> tuple[bytes, dict[str, str | None]]:
     content_type = request.headers.get("content-type", "")
     if is_multipart(content_type):
-        form = await request.form(max_files=2, max_fields=10)
+        form = await read_form(request, max_files=2, max_fields=10)
         image = await form_file(form, "image")
         assert image is not None
         return image, {name: form_text(form, name) for name in fields}
@@ -79,15 +80,16 @@ async def _read(request: Request, model: type[UploadCheck] | type[OutputCheck],
             "account": {"type": "string"}, "content_id": {"type": "string"},
             "url": {"type": "string"}})},
     }}},
-    responses=CHECK_ERRORS,
+    responses=responses(*AUTH, 409, 413, 422, 503),
     dependencies=[Depends(require(Scope.CHECK))],
 )
 async def check_upload(
     request: Request,
+    gate: GateDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Verdict:
+    """A ``content_id`` names one image: reusing it for other bytes is a 409."""
     image, f = await _read(request, UploadCheck, ("account", "content_id", "url"))
-    gate = request.app.state.gate
     return await run_in_threadpool(gate.check_upload, image, f["account"], f["content_id"],
                                    url=f["url"], idempotency_key=idempotency_key)
 
@@ -101,14 +103,16 @@ async def check_upload(
         "multipart/form-data": {"schema": _multipart_schema({
             "generation_id": {"type": "string"}})},
     }}},
-    responses=CHECK_ERRORS,
+    responses=responses(*AUTH, 409, 413, 422, 503),
     dependencies=[Depends(require(Scope.CHECK))],
 )
 async def check_output(
     request: Request,
+    gate: GateDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Verdict:
+    """``generation_id`` must be a generation that was allowed: unknown is a 422, refused
+    or held a 409 (its output must not exist)."""
     image, f = await _read(request, OutputCheck, ("generation_id",))
-    gate = request.app.state.gate
     return await run_in_threadpool(gate.check_output, image, f["generation_id"],
                                    idempotency_key=idempotency_key)
