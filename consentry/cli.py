@@ -51,7 +51,7 @@ from consentry.cases.takedowns import (
     TakedownService,
 )
 from consentry.config import Settings
-from consentry.errors import ConsentryError, InvalidRequest
+from consentry.errors import ConfigurationError, ConsentryError, InvalidRequest
 from consentry.gate import Gate, Verdict
 from consentry.signals.hashing import Fingerprint, fingerprint
 from consentry.signals.image import ImageRejected
@@ -196,12 +196,22 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
-    """Run the HTTP API (database from CONSENTRY_DATABASE_URL, default embedded SQLite)."""
+    """Run the HTTP API (database from CONSENTRY_DATABASE_URL, default embedded SQLite).
+    Links in messages point at CONSENTRY_PUBLIC_URL, else at the address served here."""
+    import dataclasses
+
     import uvicorn
 
     from consentry.api.app import create_app
 
-    uvicorn.run(create_app(Settings.from_env()), host=host, port=port)
+    settings = Settings.from_env()
+    if settings.public_url is None:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        settings = dataclasses.replace(settings, public_url=f"http://{shown}:{port}")
+    # Forwarded headers are judged by the app against CONSENTRY_TRUSTED_PROXIES, never
+    # believed by the server from any local peer.
+    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False,
+                server_header=False)
 
 
 @key_app.command("create")
@@ -666,8 +676,9 @@ def takedown_list(
             _line(view.to_dict(now))
         return
     table = Table(title=f"takedown cases: {due.value}")
-    for column in ("case", "regime", "status", "received (UTC)", "deadline (UTC)",
-                   "time left", "found", "removed"):
+    table.add_column("case", no_wrap=True, min_width=13)  # a case number is never cut
+    for column in ("regime", "status", "received (UTC)", "deadline (UTC)", "time left",
+                   "found", "removed"):
         table.add_column(column)
     for v in views:
         left = v.deadline_at - now
@@ -685,8 +696,11 @@ def takedown_remove(
     content_id: Annotated[list[str], typer.Option(help="more content to remove; repeatable")] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Confirm removal: locate again (with any extra content ids), retry failed callbacks."""
+    """Confirm removal: locate again (with any extra content ids), retry failed callbacks.
+    Needs the platform's removal callback (CONSENTRY_REMOVAL_CALLBACK_URL and _SECRET)."""
     service = _takedowns()
+    if service.callback is None:
+        raise _refuse(_NO_CALLBACK)
     view = _case_call(service.remove, case, actor=_actor(), content_ids=content_id)
     _show_case(view, service.now(), as_json)
 
@@ -719,10 +733,23 @@ def takedown_dispatch() -> None:
     """Make the removal callbacks that are due (for a cron job when no server runs)."""
     service = _takedowns()
     if service.callback is None:
-        raise _refuse("no removal callback configured: set CONSENTRY_REMOVAL_CALLBACK_URL "
-                      "and CONSENTRY_REMOVAL_CALLBACK_SECRET")
+        raise _refuse(_NO_CALLBACK)
     typer.echo(f"{service.dispatch()} callback attempts made")
 
 
+_NO_CALLBACK = ("no removal callback configured, so nothing can be removed: set "
+                "CONSENTRY_REMOVAL_CALLBACK_URL and CONSENTRY_REMOVAL_CALLBACK_SECRET")
+
+
+def main() -> None:
+    """The ``consentry`` command: a configuration the service cannot run with (a bad
+    policy file, a malformed setting) is a one-line error and exit 2, not a traceback."""
+    try:
+        app()
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
 if __name__ == "__main__":
-    app()
+    main()

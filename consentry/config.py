@@ -12,6 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from consentry.errors import ConfigurationError
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
 
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "consentry"
@@ -40,7 +44,8 @@ class Settings:
     removal_callback_secret: str | None = field(default=None, repr=False)
     # Where requesters and uploaders are sent: this service's public address, and the
     # platform's appeal page (the uploaders' route to contest a removal).
-    public_url: str = "http://127.0.0.1:8000"
+    # None: the address ``consentry serve`` listens on.
+    public_url: str | None = None
     appeal_url: str | None = None
     # CONSENTRY_SMTP_* as given (see consentry.cases.senders); none: a file outbox.
     smtp: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -56,11 +61,17 @@ class Settings:
             try:
                 ipaddress.ip_network(network, strict=False)
             except ValueError as exc:
-                raise ValueError(f"CONSENTRY_TRUSTED_PROXIES: {network!r} is not an address "
-                                 "or network (e.g. 10.0.0.5 or 10.0.0.0/24)") from exc
+                raise ConfigurationError(f"CONSENTRY_TRUSTED_PROXIES: {network!r} is not an "
+                                         "address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+                                         ) from exc
         if self.analysis_timeout_s <= 0:
-            raise ValueError("CONSENTRY_ANALYSIS_TIMEOUT_S must be a positive number of "
-                             "seconds")
+            raise ConfigurationError("CONSENTRY_ANALYSIS_TIMEOUT_S must be a positive number "
+                                     "of seconds")
+
+    @property
+    def public_base(self) -> str:
+        """This service's public address, for links in messages."""
+        return self.public_url or DEFAULT_PUBLIC_URL
 
     @property
     def resolved_database_url(self) -> str:
@@ -85,7 +96,7 @@ class Settings:
                                   if h.strip()),
             removal_callback_url=env.get("CONSENTRY_REMOVAL_CALLBACK_URL") or None,
             removal_callback_secret=env.get("CONSENTRY_REMOVAL_CALLBACK_SECRET") or None,
-            public_url=env.get("CONSENTRY_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            public_url=(env.get("CONSENTRY_PUBLIC_URL") or "").rstrip("/") or None,
             appeal_url=env.get("CONSENTRY_APPEAL_URL") or None,
             smtp=tuple(sorted((k, v) for k, v in env.items() if k.startswith("CONSENTRY_SMTP_"))),
             job_lease_s=_number(env, "CONSENTRY_JOB_LEASE_S", 60.0),
@@ -100,7 +111,8 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         return float(value)
     except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}"
+                                 ) from None
 
 
 def _list(value: str) -> tuple[str, ...]:

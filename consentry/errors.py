@@ -78,3 +78,10 @@ class Unavailable(ConsentryError):
                  retry_after_s: int = 1) -> None:
         super().__init__(message, code=code)
         self.retry_after_s = retry_after_s
+
+
+class ConfigurationError(ConsentryError, ValueError):
+    """The service is configured in a way it cannot run with (a setting, the policy
+    file); the message names the setting and what it must be."""
+
+    code = "configuration_error"

@@ -72,7 +72,7 @@ from consentry.cases.senders import Sender, sender_from_env
 from consentry.config import Settings
 from consentry.enforcement.ledger import ensure_account, load_standing, record_consequence
 from consentry.enforcement.standing import consequence_of
-from consentry.errors import Conflict, InvalidRequest, NotFound
+from consentry.errors import ConfigurationError, Conflict, InvalidRequest, NotFound
 from consentry.limits import Limits, RateLimit
 from consentry.policy.document import Policy
 from consentry.policy.evaluate import Ruling
@@ -176,14 +176,14 @@ class TakedownService:
         callback = None
         if settings.removal_callback_url:
             if not settings.removal_callback_secret:
-                raise ValueError("CONSENTRY_REMOVAL_CALLBACK_SECRET must be set with "
-                                 "CONSENTRY_REMOVAL_CALLBACK_URL")
+                raise ConfigurationError("CONSENTRY_REMOVAL_CALLBACK_SECRET must be set with "
+                                         "CONSENTRY_REMOVAL_CALLBACK_URL")
             callback = PlatformCallback(settings.removal_callback_url,
                                         settings.removal_callback_secret)
         return cls(db, banks, policy, sender=sender_from_env(dict(settings.smtp),
                                                              settings.data_dir),
-                   callback=callback, status_url=f"{settings.public_url}/takedown/status",
-                   appeal_url=settings.appeal_url or f"{settings.public_url}/appeals",
+                   callback=callback, status_url=f"{settings.public_base}/takedown/status",
+                   appeal_url=settings.appeal_url or f"{settings.public_base}/appeals",
                    intake_lease=timedelta(seconds=settings.job_lease_s))
 
     def run_retries(self, stop: threading.Event, every_s: float = 5.0) -> None:

@@ -9,6 +9,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from consentry.errors import ConfigurationError
+
 Decision = Literal["allow", "block", "review"]
 
 DEFAULT_POLICY = "default.yaml"
@@ -16,7 +18,7 @@ DEFAULT_POLICY = "default.yaml"
 REQUIRED_CLAUSES = ("CS-1", "II-1", "II-2", "II-3", "KM-1", "SX-1", "OK-1", "EN-1", "FC-1", "RV-1")
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigurationError):
     """The policy file is missing, malformed or incomplete."""
 
 
