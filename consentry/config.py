@@ -6,6 +6,7 @@ Nothing below this module reads ``os.environ``: the gate, store and API receive 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,11 @@ class Settings:
     # subdomains). Empty: URL fetching is off, so the server can never be made to reach
     # internal addresses (SSRF).
     hma_fetch_hosts: tuple[str, ...] = ()
+    # Networks (CIDR) a fetch may reach although they are not public: a trusted internal
+    # CDN. Every other non-public address (loopback, private, link-local...) is refused.
+    hma_fetch_networks: tuple[str, ...] = ()
+    # One deadline for a whole fetch: resolution, connection, headers and body.
+    hma_fetch_timeout_s: float = 10.0
     # Takedowns: the platform endpoint that removes one content item ("{content_id}" is
     # replaced), and the shared secret its requests are signed with. Unset: cases are
     # located and banked, and removal waits until a callback is configured.
@@ -42,6 +48,19 @@ class Settings:
     appeal_url: str | None = None
     # CONSENTRY_SMTP_* as given (see consentry.cases.senders); none: a file outbox.
     smtp: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        # Checked here so a typo stops the service at start, not at the first fetch.
+        for network in self.hma_fetch_networks:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError as exc:
+                raise ValueError(
+                    f"CONSENTRY_HMA_FETCH_NETWORKS: {network!r} is not a network in CIDR form "
+                    f"(e.g. 10.20.0.0/16, fd00::/8): {exc}") from None
+        if not 0 < self.hma_fetch_timeout_s < float("inf"):
+            raise ValueError("CONSENTRY_HMA_FETCH_TIMEOUT_S must be a positive number of "
+                             f"seconds, got {self.hma_fetch_timeout_s!r}")
 
     @property
     def resolved_database_url(self) -> str:
@@ -64,6 +83,10 @@ class Settings:
             hma_fetch_hosts=tuple(h.strip().lower() for h in
                                   env.get("CONSENTRY_HMA_FETCH_HOSTS", "").split(",")
                                   if h.strip()),
+            hma_fetch_networks=tuple(n.strip() for n in
+                                     env.get("CONSENTRY_HMA_FETCH_NETWORKS", "").split(",")
+                                     if n.strip()),
+            hma_fetch_timeout_s=float(env.get("CONSENTRY_HMA_FETCH_TIMEOUT_S", "10")),
             removal_callback_url=env.get("CONSENTRY_REMOVAL_CALLBACK_URL") or None,
             removal_callback_secret=env.get("CONSENTRY_REMOVAL_CALLBACK_SECRET") or None,
             public_url=env.get("CONSENTRY_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
