@@ -37,6 +37,11 @@ class Settings:
     # subdomains). Empty: URL fetching is off, so the server can never be made to reach
     # internal addresses (SSRF).
     hma_fetch_hosts: tuple[str, ...] = ()
+    # Networks (CIDR) a fetch may reach although they are not public: a trusted internal
+    # CDN. Every other non-public address (loopback, private, link-local...) is refused.
+    hma_fetch_networks: tuple[str, ...] = ()
+    # One deadline for a whole fetch: resolution, connection, headers and body.
+    hma_fetch_timeout_s: float = 10.0
     # Takedowns: the platform endpoint that removes one content item ("{content_id}" is
     # replaced), and the shared secret its requests are signed with. Unset: cases are
     # located and banked, and removal waits until a callback is configured.
@@ -73,6 +78,19 @@ class Settings:
         """This service's public address, for links in messages."""
         return self.public_url or DEFAULT_PUBLIC_URL
 
+    def __post_init__(self) -> None:
+        # Checked here so a typo stops the service at start, not at the first fetch.
+        for network in self.hma_fetch_networks:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError as exc:
+                raise ValueError(
+                    f"CONSENTRY_HMA_FETCH_NETWORKS: {network!r} is not a network in CIDR form "
+                    f"(e.g. 10.20.0.0/16, fd00::/8): {exc}") from None
+        if not 0 < self.hma_fetch_timeout_s < float("inf"):
+            raise ValueError("CONSENTRY_HMA_FETCH_TIMEOUT_S must be a positive number of "
+                             f"seconds, got {self.hma_fetch_timeout_s!r}")
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -94,6 +112,10 @@ class Settings:
             hma_fetch_hosts=tuple(h.strip().lower() for h in
                                   env.get("CONSENTRY_HMA_FETCH_HOSTS", "").split(",")
                                   if h.strip()),
+            hma_fetch_networks=tuple(n.strip() for n in
+                                     env.get("CONSENTRY_HMA_FETCH_NETWORKS", "").split(",")
+                                     if n.strip()),
+            hma_fetch_timeout_s=float(env.get("CONSENTRY_HMA_FETCH_TIMEOUT_S", "10")),
             removal_callback_url=env.get("CONSENTRY_REMOVAL_CALLBACK_URL") or None,
             removal_callback_secret=env.get("CONSENTRY_REMOVAL_CALLBACK_SECRET") or None,
             public_url=(env.get("CONSENTRY_PUBLIC_URL") or "").rstrip("/") or None,

@@ -5,17 +5,17 @@ Mirrored from HMA's ``blueprints/hashing.py`` (``/h/hash``) and ``blueprints/mat
 (``/m/lookup``): the same paths, parameters, signal-type names (``pdq``, ``video_md5``),
 response shapes and 400 ``{"message": ...}`` errors. Differences (docs/hma-compat.md):
 an API key with the ``check`` scope is required; URL fetching is off unless the host is
-listed in CONSENTRY_HMA_FETCH_HOSTS; photos only; lookups of uploaded images also match
-rotated and mirrored copies (HMA looks up the single PDQ hash).
+listed in CONSENTRY_HMA_FETCH_HOSTS, and then reaches public addresses only; photos only;
+lookups of uploaded images also match rotated and mirrored copies (HMA looks up the single
+PDQ hash).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
-import requests
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -23,6 +23,7 @@ from starlette.datastructures import UploadFile
 
 from consentry.access import Scope
 from consentry.api.auth import require
+from consentry.api.safe_fetch import FetchPolicy, FetchRefused, fetch_image
 from consentry.banks.matcher import BankMatch, BankMatcher
 from consentry.banks.pdq_index import from_hex
 from consentry.config import Settings
@@ -35,7 +36,6 @@ PHOTO = "photo"  # HMA's content type name for images (threatexchange PhotoConte
 # HMA's signal-type names. HMA has no MD5 for photos; StopNCII's and NCMEC's MD5s land in
 # our md5 signal, which HMA calls video_md5. "md5" is accepted as Consentry's own name.
 SIGNAL_TYPES = ("pdq", "video_md5", "md5")
-_FETCH_TIMEOUT_S = 10.0
 
 Matches = dict[str, list[dict[str, Any]]]
 
@@ -97,31 +97,23 @@ def _check_content_type(content_type: str | None) -> None:
                             "photos only)")
 
 
-def _fetch(url: str, allowed: Sequence[str]) -> bytes:
-    """Download an image for ``?url=``, only from allowed hosts, without redirects (a
-    redirect could lead anywhere), at most the image size limit."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
-        raise HmaAbort(400, "Invalid or unsafe URL provided")
-    if not allowed:
+def _fetch(url: str, settings: Settings) -> bytes:
+    """Download an image for ``?url=`` within the operator's fetch policy (see
+    consentry.api.safe_fetch: allowed hosts, public addresses, no redirects, one deadline,
+    the image size limit)."""
+    if not settings.hma_fetch_hosts:
         raise HmaAbort(400, "fetching URLs is disabled on this server (set "
                             "CONSENTRY_HMA_FETCH_HOSTS), upload the file instead")
-    if not any(host == h or host.endswith("." + h) for h in allowed):
-        raise HmaAbort(400, f"Invalid or unsafe URL provided: host {host!r} is not allowed")
+    policy = FetchPolicy(
+        allowed_hosts=settings.hma_fetch_hosts,
+        allowed_networks=tuple(ipaddress.ip_network(n) for n in settings.hma_fetch_networks),
+        deadline_s=settings.hma_fetch_timeout_s,
+        max_bytes=MAX_IMAGE_BYTES,
+    )
     try:
-        with requests.get(url, stream=True, timeout=_FETCH_TIMEOUT_S,
-                          allow_redirects=False) as response:
-            if response.status_code != 200:
-                raise HmaAbort(400, f"Failed to fetch URL: HTTP {response.status_code}")
-            body = bytearray()
-            for chunk in response.iter_content(64 * 1024):
-                body += chunk
-                if len(body) > MAX_IMAGE_BYTES:
-                    raise HmaAbort(413, "Content too large")
-            return bytes(body)
-    except requests.RequestException as exc:
-        raise HmaAbort(400, f"Failed to fetch URL: {type(exc).__name__}") from exc
+        return fetch_image(url, policy)
+    except FetchRefused as exc:
+        raise HmaAbort(exc.status, str(exc)) from exc
 
 
 @router.get("/h/hash", summary="HMA: hash the image at a URL -> {signal_type: hash}")
@@ -136,7 +128,7 @@ async def hash_url(
             raise HmaAbort(400, "url is required")
         _check_content_type(content_type)
         chosen = _signal_types(types)
-        data = await run_in_threadpool(_fetch, url, _settings(request).hma_fetch_hosts)
+        data = await run_in_threadpool(_fetch, url, _settings(request))
         return JSONResponse(await run_in_threadpool(_hash, data, chosen))
     except HmaAbort as exc:
         return _abort(exc)
@@ -233,7 +225,7 @@ async def lookup(
     try:
         if url:
             _check_content_type(content_type)
-            data = await run_in_threadpool(_fetch, url, _settings(request).hma_fetch_hosts)
+            data = await run_in_threadpool(_fetch, url, _settings(request))
             by_type = await run_in_threadpool(_lookup_image, matcher, data, _banks(banks))
             # As HMA: naming a signal type elides the outer object.
             if signal_type is not None:
