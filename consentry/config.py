@@ -62,34 +62,29 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for network in self.trusted_proxies:
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError as exc:
-                raise ConfigurationError(f"CONSENTRY_TRUSTED_PROXIES: {network!r} is not an "
-                                         "address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
-                                         ) from exc
-        if self.analysis_timeout_s <= 0:
-            raise ConfigurationError("CONSENTRY_ANALYSIS_TIMEOUT_S must be a positive number "
-                                     "of seconds")
+        # Checked here so a typo stops the service at start, not at the first request.
+        for name, networks, example in (
+                ("CONSENTRY_TRUSTED_PROXIES", self.trusted_proxies, "10.0.0.5 or 10.0.0.0/24"),
+                ("CONSENTRY_HMA_FETCH_NETWORKS", self.hma_fetch_networks,
+                 "10.20.0.0/16, fd00::/8")):
+            for network in networks:
+                try:
+                    ipaddress.ip_network(network)
+                except ValueError as exc:
+                    raise ConfigurationError(f"{name}: {network!r} is not an address or a "
+                                             f"network in CIDR form (e.g. {example}): {exc}"
+                                             ) from None
+        for name, seconds in (("CONSENTRY_ANALYSIS_TIMEOUT_S", self.analysis_timeout_s),
+                              ("CONSENTRY_HMA_FETCH_TIMEOUT_S", self.hma_fetch_timeout_s),
+                              ("CONSENTRY_JOB_LEASE_S", self.job_lease_s)):
+            if not 0 < seconds < float("inf"):
+                raise ConfigurationError(f"{name} must be a positive number of seconds, got "
+                                         f"{seconds!r}")
 
     @property
     def public_base(self) -> str:
         """This service's public address, for links in messages."""
         return self.public_url or DEFAULT_PUBLIC_URL
-
-    def __post_init__(self) -> None:
-        # Checked here so a typo stops the service at start, not at the first fetch.
-        for network in self.hma_fetch_networks:
-            try:
-                ipaddress.ip_network(network)
-            except ValueError as exc:
-                raise ValueError(
-                    f"CONSENTRY_HMA_FETCH_NETWORKS: {network!r} is not a network in CIDR form "
-                    f"(e.g. 10.20.0.0/16, fd00::/8): {exc}") from None
-        if not 0 < self.hma_fetch_timeout_s < float("inf"):
-            raise ValueError("CONSENTRY_HMA_FETCH_TIMEOUT_S must be a positive number of "
-                             f"seconds, got {self.hma_fetch_timeout_s!r}")
 
     @property
     def resolved_database_url(self) -> str:
@@ -109,13 +104,10 @@ class Settings:
             allow_adult_content=env.get("CONSENTRY_ALLOW_ADULT_CONTENT", "").lower()
             in {"1", "true", "yes"},
             analysis_timeout_s=_number(env, "CONSENTRY_ANALYSIS_TIMEOUT_S", 10.0),
-            hma_fetch_hosts=tuple(h.strip().lower() for h in
-                                  env.get("CONSENTRY_HMA_FETCH_HOSTS", "").split(",")
-                                  if h.strip()),
-            hma_fetch_networks=tuple(n.strip() for n in
-                                     env.get("CONSENTRY_HMA_FETCH_NETWORKS", "").split(",")
-                                     if n.strip()),
-            hma_fetch_timeout_s=float(env.get("CONSENTRY_HMA_FETCH_TIMEOUT_S", "10")),
+            hma_fetch_hosts=tuple(h.lower() for h in
+                                  _list(env.get("CONSENTRY_HMA_FETCH_HOSTS", ""))),
+            hma_fetch_networks=_list(env.get("CONSENTRY_HMA_FETCH_NETWORKS", "")),
+            hma_fetch_timeout_s=_number(env, "CONSENTRY_HMA_FETCH_TIMEOUT_S", 10.0),
             removal_callback_url=env.get("CONSENTRY_REMOVAL_CALLBACK_URL") or None,
             removal_callback_secret=env.get("CONSENTRY_REMOVAL_CALLBACK_SECRET") or None,
             public_url=(env.get("CONSENTRY_PUBLIC_URL") or "").rstrip("/") or None,

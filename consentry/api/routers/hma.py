@@ -19,10 +19,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from consentry.access import Scope
 from consentry.api.auth import require
+from consentry.api.errors import AUTH, responses
 from consentry.api.safe_fetch import FetchPolicy, FetchRefused, fetch_image
 from consentry.banks.matcher import BankMatch, BankMatcher
 from consentry.banks.pdq_index import from_hex
@@ -31,6 +34,20 @@ from consentry.signals.hashing import fingerprint, image_hashes
 from consentry.signals.image import MAX_IMAGE_BYTES, ImageRejected
 
 router = APIRouter(tags=["hma-compat"], dependencies=[Depends(require(Scope.CHECK))])
+
+
+class HmaError(BaseModel):
+    """HMA's error shape."""
+
+    message: str
+
+
+# HMA answers bad input with 400 {"message"}; auth failures use Consentry's error shape.
+_HMA_ERRORS: dict[int | str, dict[str, Any]] = {
+    **responses(*AUTH, 503),
+    400: {"model": HmaError, "description": "bad input or a failed fetch (HMA's shape)"},
+    413: {"model": HmaError, "description": "the image is too large (HMA's shape)"},
+}
 
 PHOTO = "photo"  # HMA's content type name for images (threatexchange PhotoContent)
 # HMA's signal-type names. HMA has no MD5 for photos; StopNCII's and NCMEC's MD5s land in
@@ -116,7 +133,8 @@ def _fetch(url: str, settings: Settings) -> bytes:
         raise HmaAbort(exc.status, str(exc)) from exc
 
 
-@router.get("/h/hash", summary="HMA: hash the image at a URL -> {signal_type: hash}")
+@router.get("/h/hash", summary="HMA: hash the image at a URL -> {signal_type: hash}",
+             responses=_HMA_ERRORS)
 async def hash_url(
     request: Request,
     url: Annotated[str | None, Query()] = None,
@@ -138,7 +156,10 @@ async def _uploaded_photo(request: Request) -> bytes:
     """HMA's multipart convention: one file, in a field named after its content type."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HmaAbort(400, "Missing multipart/form-data file upload")
-    form = await request.form(max_files=2, max_fields=5)
+    try:
+        form = await request.form(max_files=2, max_fields=5)
+    except HTTPException as exc:  # an unreadable body: HMA's 400, not our 422
+        raise HmaAbort(400, f"Malformed multipart/form-data upload: {exc.detail}") from exc
     files = [(name, value) for name, value in form.multi_items()
              if isinstance(value, UploadFile)]
     if not files:
@@ -150,7 +171,8 @@ async def _uploaded_photo(request: Request) -> bytes:
     return await upload.read()
 
 
-@router.post("/h/hash", summary="HMA: hash an uploaded photo (multipart field 'photo')")
+@router.post("/h/hash", summary="HMA: hash an uploaded photo (multipart field 'photo')",
+             responses=_HMA_ERRORS)
 async def hash_upload(
     request: Request, types: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
@@ -210,7 +232,8 @@ def _banks(value: str | None) -> set[str] | None:
     return {b.strip() for b in value.split(",") if b.strip()} if value else None
 
 
-@router.get("/m/lookup", summary="HMA: banks matching a hash (or the image at a URL)")
+@router.get("/m/lookup", summary="HMA: banks matching a hash (or the image at a URL)",
+             responses=_HMA_ERRORS)
 async def lookup(
     request: Request,
     signal: Annotated[str | None, Query()] = None,
@@ -239,7 +262,8 @@ async def lookup(
         return _abort(exc)
 
 
-@router.post("/m/lookup", summary="HMA: banks matching an uploaded photo, by signal type")
+@router.post("/m/lookup", summary="HMA: banks matching an uploaded photo, by signal type",
+             responses=_HMA_ERRORS)
 async def lookup_upload(
     request: Request,
     banks: Annotated[str | None, Query(description="comma-separated bank names")] = None,
