@@ -29,6 +29,7 @@ serve: install
 
 lint: install
 	$(BIN)/ruff check consentry tests bench
+	$(BIN)/mypy
 
 test: install system-deps lint
 	$(BIN)/pytest

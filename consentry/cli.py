@@ -6,10 +6,10 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -71,6 +71,7 @@ app.add_typer(bank_app, name="bank")
 
 err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
+T = TypeVar("T")
 
 
 def _database(settings: Settings | None = None) -> Database:
@@ -580,7 +581,7 @@ def _takedowns() -> TakedownService:
     return TakedownService.from_settings(gate.db, gate.banks, gate.policy, settings)
 
 
-def _case_call(fn: Any, *args: Any, **kwargs: Any) -> CaseView:
+def _case_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
     except CaseNotFound as exc:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from consentry import __version__
@@ -82,15 +82,14 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         return {"status": "ok", "version": __version__}
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def limit_body(request: Request, call_next: Any) -> Any:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return errors.error_response(413, {
                 "code": "body_too_large", "field": "body",
                 "message": f"the request body is {length} bytes; the limit is "
                            f"{MAX_BODY_BYTES}"})
-        response: JSONResponse = await call_next(request)
-        return response
+        return await call_next(request)
 
     errors.install(app)
     return app

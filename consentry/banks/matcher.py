@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -70,8 +71,8 @@ class BankMatcher:
         if pdq_queries is not None and len(pdq_queries):
             rows = self._index.search(pdq_queries, max_distance)
             best: dict[int, int] = {}
-            for found in rows:
-                for row_id, distance in found:
+            for hits in rows:
+                for row_id, distance in hits:
                     if distance < best.get(row_id, 257):
                         best[row_id] = distance
             if best:
@@ -141,7 +142,7 @@ class BankMatcher:
                             BankEntry.disabled_at, Bank.disabled_at)
                      .join(BankEntry, BankEntry.id == BankEntryHash.entry_id)
                      .join(Bank, Bank.id == BankEntry.bank_id))
-            rows = []
+            rows: list[Any] = []
             if entry_ids:
                 rows += s.execute(query.where(BankEntryHash.entry_id.in_(entry_ids))).all()
             if bank_ids:

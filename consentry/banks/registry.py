@@ -6,6 +6,7 @@ event log (which the matcher replays) can never disagree with the entries.
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -267,10 +268,10 @@ class BankRegistry:
     def entry(self, entry_id: int) -> EntryInfo:
         with self.db.transaction() as s:
             entry = self._entry(s, entry_id)
-            return _entry_info(entry, s.get(Bank, entry.bank_id))
+            return _entry_info(entry, s.get_one(Bank, entry.bank_id))
 
     def entries(self, bank_name: str, *, limit: int = 100, after_id: int = 0,
-                include_removed: bool = True) -> list[EntryInfo]:
+                include_removed: bool = True) -> builtins.list[EntryInfo]:
         with self.db.transaction() as s:
             bank = self._bank(s, bank_name)
             query = select(BankEntry).where(BankEntry.bank_id == bank.id,
@@ -291,14 +292,14 @@ class BankRegistry:
                 entry.disabled_at = None if enabled else now
                 s.add(BankEvent(bank_id=entry.bank_id, entry_id=entry.id, at=now, actor=actor,
                                 action="entry_enabled" if enabled else "entry_disabled"))
-            return _entry_info(entry, s.get(Bank, entry.bank_id))
+            return _entry_info(entry, s.get_one(Bank, entry.bank_id))
 
     def remove_entry(self, entry_id: int, *, actor: str = "system", reason: str = "") -> EntryInfo:
         now = self._clock()
         with self.db.transaction() as s:
             entry = self._entry(s, entry_id)
             self._remove(s, entry, actor=actor, now=now, reason=reason)
-            return _entry_info(entry, s.get(Bank, entry.bank_id))
+            return _entry_info(entry, s.get_one(Bank, entry.bank_id))
 
     # -- shared steps -----------------------------------------------------------------
 

@@ -774,12 +774,13 @@ class PromptAnalyser:
         # Real people.
         not_people = by_key.get("not_people", [])
         persons: list[tuple[_Hit | None, int, int, PersonFinding]] = []
-        for key, cue in PERSON_KEYS.items():
+        for key, person_cue in PERSON_KEYS.items():
             for h in by_key.get(key, []):
                 if shielded(h, not_people):
                     continue
                 persons.append((h, h.start, h.end, PersonFinding(
-                    cue, span(h.start, h.end, h.lang), f"{h.lang}:{key}:{h.entry.phrase}")))
+                    person_cue, span(h.start, h.end, h.lang),
+                    f"{h.lang}:{key}:{h.entry.phrase}")))
         for s, e, rule in self._names(nt, words, gaps):
             if any(o.start < e and s < o.end for o in not_people):
                 continue
@@ -796,9 +797,9 @@ class PromptAnalyser:
         person_findings = _dedupe_persons(persons)
 
         # Benign context.
-        for key, cue in BENIGN_KEYS.items():
+        for key, benign_cue in BENIGN_KEYS.items():
             for h in by_key.get(key, []):
-                benign.append(BenignFinding(cue, span(h.start, h.end, h.lang),
+                benign.append(BenignFinding(benign_cue, span(h.start, h.end, h.lang),
                                             f"{h.lang}:{key}:{h.entry.phrase}"))
         seen: set[tuple[BenignCue, int, int]] = set()
         unique: list[BenignFinding] = []
@@ -808,10 +809,11 @@ class PromptAnalyser:
                 unique.append(b)
         benign_findings = tuple(unique)
 
-        languages = sorted(
-            {f.span.language for f in (*sexual_findings, *minor_findings, *person_findings,
-                                       *benign_findings)} - {"und"}
-        )
+        spans: list[Span] = [*(f.span for f in sexual_findings),
+                             *(f.span for f in minor_findings),
+                             *(f.span for f in person_findings),
+                             *(f.span for f in benign_findings)]
+        languages = sorted({sp.language for sp in spans} - {"und"})
         return PromptFindings(
             prompt=nt.original,
             normalised=_display(nt, words),
@@ -1032,8 +1034,8 @@ def _required_literal(pattern: str) -> str:
     or "" when none can be read off (the pattern then always runs). Uses the standard
     library's regex parser; should it change, patterns simply run unfiltered."""
     try:
-        from re import _constants as c
-        from re import _parser as parser
+        from re import _constants as c  # type: ignore[attr-defined]
+        from re import _parser as parser  # type: ignore[attr-defined]
 
         items = list(parser.parse(pattern))
     except Exception:  # noqa: BLE001 - a private API: fall back to no filter

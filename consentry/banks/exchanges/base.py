@@ -168,7 +168,9 @@ class _TimeoutAdapter(HTTPAdapter):
         self._timeout_s = timeout_s
         super().__init__(**kwargs)  # type: ignore[arg-type]
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(self, request: requests.PreparedRequest,  # type: ignore[override]
+             **kwargs: Any) -> requests.Response:
+        # Keyword-only pass-through: whatever requests passes, the timeout is ours.
         kwargs["timeout"] = (self._timeout_s, self._timeout_s)
         return super().send(request, **kwargs)
 

@@ -30,6 +30,7 @@ from consentry.banks.exchanges.base import (
     HASH_LENGTHS,
     ExchangeError,
     HashUpdate,
+    Op,
     Signal,
     SkippedRecord,
     UpdateBatch,
@@ -212,7 +213,7 @@ class HmaCsvExchange:
     ) -> HashUpdate | SkippedRecord:
         metadata: dict[str, str] = {}
         external_id = ""
-        op = "add"
+        op: Op = "add"
         if header is not None:
             if len(fields) > len(header):
                 raise self._bad(line, f"has {len(fields)} fields, the header {len(header)}")

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from consentry.banks.exchanges.base import (
     ExchangeError,
     HashUpdate,
     HttpSettings,
+    Op,
     Signal,
     SkippedRecord,
     UpdateBatch,
@@ -193,7 +194,8 @@ class NCMECExchange:
                 window *= 2
             start = to
 
-    def _resume(self, start: int, to: int, next_: str, end: int) -> Iterator[UpdateBatch]:
+    def _resume(self, start: int, to: int, next_: str,
+                end: int) -> Generator[UpdateBatch, None, bool]:
         """Finish the window a mid-window checkpoint was paging; False if the cursor died."""
         try:
             page = self._get_page(start, to, next_)
@@ -333,7 +335,7 @@ def _entry_updates(
             skipped.append(SkippedRecord(external_id, f"malformed {sig} fingerprint"))
             continue
         upvoters, downvoters = _votes(entry, sig)
-        op = "add"
+        op: Op = "add"
         if remove_after_downvotes is not None and len(downvoters) >= remove_after_downvotes:
             op = "remove"  # other members dispute it; opt-in, see docs/exchanges.md
         updates.append(

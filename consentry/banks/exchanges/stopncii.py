@@ -28,6 +28,7 @@ from consentry.banks.exchanges.base import (
     ExchangeError,
     HashUpdate,
     HttpSettings,
+    Op,
     Signal,
     SkippedRecord,
     UpdateBatch,
@@ -162,7 +163,10 @@ class StopNCIIExchange:
             skipped: list[SkippedRecord] = []
             for record in records:
                 result = _record_update(record)
-                (updates if isinstance(result, HashUpdate) else skipped).append(result)
+                if isinstance(result, HashUpdate):
+                    updates.append(result)
+                else:
+                    skipped.append(result)
             if response.hasMoreRecords and response.nextPageToken:
                 if response.nextPageToken == token:
                     raise ExchangeError(
@@ -261,7 +265,7 @@ def _record_update(record: Any) -> HashUpdate | SkippedRecord:
         # One bad record must not wedge the feed (the checkpoint could never advance).
         return SkippedRecord(external_id, f"malformed {signal_type.value} hash")
     if status in _REMOVED:
-        op = "remove"
+        op: Op = "remove"
     elif status in _LIVE:
         op = "add"
     else:

@@ -23,6 +23,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -104,7 +105,7 @@ def write_generation(
 
 def load_generation(root: Path, generation: int, mmap: bool) -> dict[str, np.ndarray]:
     gdir = base_dir(root, generation)
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
     return {
         name: np.load(gdir / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
         for name in BASE_FILES

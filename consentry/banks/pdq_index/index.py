@@ -247,15 +247,15 @@ class PDQIndex:
             raise ValueError(f"delta_limit must be a positive int, got {delta_limit!r}")
         if delta_limit < 1:
             raise ValueError(f"delta_limit must be a positive int, got {delta_limit}")
-        self._delta_limit = int(delta_limit)
-        self._lock = threading.RLock()
-        self._snap = _fresh_snapshot(None)
+        self._delta_limit: int = int(delta_limit)
+        self._lock: threading.RLock = threading.RLock()
+        self._snap: _Snapshot = _fresh_snapshot(None)
         # id -> delta row for live delta entries; writer-only state, bounded by delta_limit.
         self._delta_pos: dict[int, int] = {}
         self._root: Path | None = None
-        self._generation = 0
+        self._generation: int = 0
         self._log: S.LogWriter | None = None
-        self._durable = True
+        self._durable: bool = True
 
     # -- queries ----------------------------------------------------------------
 
@@ -483,6 +483,7 @@ class PDQIndex:
         tomb, n_dead = snap.tomb, snap.n_dead
         b_hit = brow[brow >= 0]
         if b_hit.size:
+            assert snap.base is not None  # rows in the base exist only with a base
             tomb = tomb.copy() if tomb.size else np.zeros((snap.base.n + 7) // 8, np.uint8)
             _bits_set(tomb, b_hit)
             n_dead += int(b_hit.size)
@@ -561,6 +562,7 @@ class PDQIndex:
         tomb, d_dead = snap.tomb, snap.d_dead
         b_hit, d_hit = brow[brow >= 0], drow[drow >= 0]
         if b_hit.size:
+            assert snap.base is not None  # rows in the base exist only with a base
             tomb = tomb.copy() if tomb.size else np.zeros((snap.base.n + 7) // 8, np.uint8)
             _bits_set(tomb, b_hit)
         if d_hit.size:
@@ -699,7 +701,7 @@ def _collect(kernel: Any, *args: Any) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def _arrays_for_disk(base: _Base | None) -> tuple[dict[str, np.ndarray], list[int]]:
     if base is None:
-        empty = {
+        empty: dict[str, np.ndarray] = {
             "hashes": np.zeros((0, HASH_BYTES), np.uint8),
             "ids": np.zeros(0, np.int64),
             "offsets": np.zeros(0, np.uint32),
