@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps serve test lint bench clean
+.PHONY: install system-deps serve test lint audit lock bench clean
 
 install: $(STAMP)
 
@@ -18,11 +18,24 @@ system-deps:
 	    chromium fonts-dejavu-core >/dev/null; }
 	@chromium --version
 
-$(STAMP): pyproject.toml
+# The versions that were tested (requirements.lock), then the project itself.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[postgres,test,bench]'
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve the pinned versions after changing dependencies in pyproject.toml.
+lock:
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --extra=postgres,test,bench --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --output-file=requirements.lock pyproject.toml
+
+# Known vulnerabilities in the installed dependencies (PyPI's advisory data). Packages
+# the service cannot look up are listed as skipped; a known vulnerability fails.
+audit: install
+	$(BIN)/pip-audit --progress-spinner off --skip-editable
 
 serve: install
 	$(BIN)/consentry serve
@@ -31,7 +44,7 @@ lint: install
 	$(BIN)/ruff check consentry tests bench
 	$(BIN)/mypy
 
-test: install system-deps lint
+test: install system-deps lint audit
 	$(BIN)/pytest
 
 bench: install
