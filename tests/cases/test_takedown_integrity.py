@@ -119,3 +119,11 @@ def test_nothing_found_does_not_claim_hashes_were_banked_when_none_were(takedown
     (notice,) = _notices(takedowns, "nothing_found")
     assert "added the image's hashes" not in notice.body
     assert "could not add it to our block list" in notice.body
+
+
+def test_a_link_written_differently_still_finds_the_item(takedowns, platform, posted):
+    """The same page, as people copy it: another case, a trailing slash, a fragment."""
+    case = takedowns.submit(tida(ContentLocator(
+        urls=("HTTPS://Social.Example:443/p/resized/#comments",)))).case
+    assert case.unknown == () and "post-resized" in case.removed
+    assert case.public()["not_found"] == []
