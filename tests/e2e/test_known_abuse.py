@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from consentry.banks.services import entry_hashes
 from consentry.config import Settings
+from consentry.errors import Conflict, InvalidRequest
 from consentry.gate import Gate
 from consentry.policy import load_policy
 from consentry.signals.hashing import fingerprint
@@ -130,7 +131,14 @@ def test_hostile_uploads_are_clear_errors(gate: Gate, bad):
         gate.check_upload(bad, "a")
 
 
-def test_output_with_an_unknown_generation_id_is_still_checked(gate: Gate, photos):
-    verdict = gate.check_output(photos["coffee"], "chk_unknown")
-    assert verdict.decision == "allow" and verdict.account is None
-    assert verdict.kind == "output"
+def test_an_output_must_come_from_a_generation_that_was_allowed(gate: Gate, photos):
+    """An unknown generation id is bad input; a refused one means the output must not
+    exist. Neither is checked, so neither is registered as content."""
+    with pytest.raises(InvalidRequest) as unknown:
+        gate.check_output(photos["coffee"], "chk_unknown")
+    assert unknown.value.field == "generation_id"
+    refused = gate.check_generation("put her in a bikini", [photos["astronaut"]], "u-out")
+    assert refused.decision == "block"
+    with pytest.raises(Conflict):
+        gate.check_output(photos["coffee"], refused.id)
+    assert gate.banks.content.get(refused.id) is None
