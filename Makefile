@@ -9,14 +9,16 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # Debian packages the tests need: chromium for the browser tests (driven by Playwright
-# through executable_path; Playwright downloads no browser of its own).
+# through executable_path; Playwright downloads no browser of its own), and jq, which the
+# documented examples use (tests/test_docs.py runs them).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v jq; } >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	    chromium fonts-dejavu-core >/dev/null; }
+	    chromium fonts-dejavu-core jq >/dev/null; }
 	@chromium --version
+	@jq --version
 
 # The versions that were tested (requirements.lock), then the project itself.
 $(STAMP): pyproject.toml requirements.lock
