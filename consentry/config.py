@@ -7,8 +7,13 @@ Nothing below this module reads ``os.environ``: the gate, store and API receive 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from consentry.signals.sandbox import SandboxLimits
 
 
 def _default_data_dir() -> Path:
@@ -24,6 +29,12 @@ class Settings:
     # content of fictional adults (with a label). Default: block.
     allow_adult_content: bool = False
     analysis_timeout_s: float = 10.0
+    # The image decoding sandbox (consentry.signals.sandbox): worker processes (None: one
+    # per core), the address space each may map, and how many images may wait for one
+    # (None: 4 per worker) before a request is answered 503.
+    decode_workers: int | None = None
+    decode_memory_mb: int = 1536  # 0: no cap
+    decode_queue: int | None = None
     # Save the bank and content match indexes under data_dir, so a restart reads only
     # newer changes.
     persist_index: bool = True
@@ -49,11 +60,21 @@ class Settings:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'consentry.db'}"
 
+    def sandbox_limits(self) -> SandboxLimits:
+        """The decoding sandbox's limits; decodes without a deadline of their own get
+        ``analysis_timeout_s``."""
+        from consentry.signals.sandbox import SandboxLimits
+
+        return SandboxLimits(workers=self.decode_workers or os.cpu_count() or 2,
+                             memory_mb=self.decode_memory_mb, queue=self.decode_queue,
+                             timeout_s=self.analysis_timeout_s)
+
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
         data_dir = Path(env["CONSENTRY_DATA_DIR"]) if env.get("CONSENTRY_DATA_DIR") else None
         policy = env.get("CONSENTRY_POLICY_PATH")
+        memory_mb = _optional_int(env, "CONSENTRY_DECODE_MEMORY_MB")
         return cls(
             data_dir=data_dir or _default_data_dir(),
             database_url=env.get("CONSENTRY_DATABASE_URL") or None,
@@ -61,6 +82,9 @@ class Settings:
             allow_adult_content=env.get("CONSENTRY_ALLOW_ADULT_CONTENT", "").lower()
             in {"1", "true", "yes"},
             analysis_timeout_s=float(env.get("CONSENTRY_ANALYSIS_TIMEOUT_S", "10")),
+            decode_workers=_optional_int(env, "CONSENTRY_DECODE_WORKERS"),
+            decode_memory_mb=1536 if memory_mb is None else memory_mb,
+            decode_queue=_optional_int(env, "CONSENTRY_DECODE_QUEUE"),
             hma_fetch_hosts=tuple(h.strip().lower() for h in
                                   env.get("CONSENTRY_HMA_FETCH_HOSTS", "").split(",")
                                   if h.strip()),
@@ -70,3 +94,16 @@ class Settings:
             appeal_url=env.get("CONSENTRY_APPEAL_URL") or None,
             smtp=tuple(sorted((k, v) for k, v in env.items() if k.startswith("CONSENTRY_SMTP_"))),
         )
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from exc
+    if number < 0:
+        raise ValueError(f"{name} must not be negative, got {number}")
+    return number
