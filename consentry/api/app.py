@@ -20,6 +20,7 @@ from consentry.api.throttle import ClientThrottle
 from consentry.cases.takedowns import TakedownService
 from consentry.config import Settings
 from consentry.gate import Gate, InvalidRequest
+from consentry.signals.sandbox import SandboxBusy
 from consentry.store import Database
 from consentry.web import takedown as takedown_pages
 from consentry.web.takedown import STATIC_DIR
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         app.state.submit_throttle = ClientThrottle(limit=30, window_s=3600)
         g = app.state.gate
         app.state.takedowns = takedowns or TakedownService.from_settings(
-            g.db, g.banks, g.policy, settings)
+            g.db, g.banks, g.policy, settings, sandbox=g.sandbox)
         stop = threading.Event()
         retries = threading.Thread(target=app.state.takedowns.run_retries, args=(stop,),
                                    name="takedown-retries", daemon=True)
@@ -99,6 +100,13 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     @app.exception_handler(InvalidRequest)
     async def invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
         return _error(413 if exc.too_large else 422, exc.code, str(exc), exc.field)
+
+    @app.exception_handler(SandboxBusy)
+    async def busy(_: Request, exc: SandboxBusy) -> JSONResponse:
+        # Admission control of the image decoders: nothing was checked, try again soon.
+        response = _error(503, "busy", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def unprocessable(_: Request, exc: RequestValidationError) -> JSONResponse:

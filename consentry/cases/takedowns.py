@@ -68,8 +68,9 @@ from consentry.enforcement.ledger import ensure_account, load_standing, record_c
 from consentry.enforcement.standing import consequence_of
 from consentry.policy.document import Policy
 from consentry.policy.evaluate import Ruling
-from consentry.signals.hashing import Fingerprint, fingerprint, pdq_dihedral_estimates
+from consentry.signals.hashing import Fingerprint, pdq_dihedral_estimates
 from consentry.signals.image import ImageRejected
+from consentry.signals.sandbox import Sandbox, shared_sandbox
 from consentry.store import Database
 from consentry.store.models import (
     CaseEvent,
@@ -137,8 +138,12 @@ class TakedownService:
     def __init__(self, db: Database, banks: BankServices, policy: Policy, *,
                  sender: Sender, callback: PlatformCallback | None,
                  status_url: str = "/takedown/status", appeal_url: str = "/appeals",
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 sandbox: Sandbox | None = None, decode_timeout_s: float | None = None,
+                 ) -> None:
         self.db = db
+        self._sandbox = sandbox  # None: the process-wide one
+        self._decode_timeout_s = decode_timeout_s  # None: the sandbox's own
         self.banks = banks
         self.policy = policy
         self.sender = sender
@@ -150,7 +155,8 @@ class TakedownService:
 
     @classmethod
     def from_settings(cls, db: Database, banks: BankServices, policy: Policy,
-                      settings: Settings) -> TakedownService:
+                      settings: Settings, *, sandbox: Sandbox | None = None,
+                      ) -> TakedownService:
         callback = None
         if settings.removal_callback_url:
             if not settings.removal_callback_secret:
@@ -161,7 +167,9 @@ class TakedownService:
         return cls(db, banks, policy, sender=sender_from_env(dict(settings.smtp),
                                                              settings.data_dir),
                    callback=callback, status_url=f"{settings.public_url}/takedown/status",
-                   appeal_url=settings.appeal_url or f"{settings.public_url}/appeals")
+                   appeal_url=settings.appeal_url or f"{settings.public_url}/appeals",
+                   sandbox=sandbox or shared_sandbox(settings.sandbox_limits()),
+                   decode_timeout_s=settings.analysis_timeout_s)
 
     def run_retries(self, stop: threading.Event, every_s: float = 5.0) -> None:
         """Retry due callbacks until ``stop`` is set (a server's background thread)."""
@@ -173,6 +181,14 @@ class TakedownService:
 
     def now(self) -> datetime:
         return self._clock()
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """Where requesters' images are decoded."""
+        return self._sandbox or shared_sandbox()
+
+    def _fingerprint(self, data: bytes) -> Fingerprint:
+        return self.sandbox.fingerprint(data, timeout_s=self._decode_timeout_s)
 
     def close(self) -> None:
         if self.callback is not None:
@@ -187,7 +203,7 @@ class TakedownService:
         nothing; an incomplete request is kept and answered with what is missing. With
         ``callbacks_now=False`` the removal callbacks are left to ``dispatch`` (a web
         request answers the requester first, then calls the platform)."""
-        fps = _validate(submission, images)
+        fps = _validate(submission, images, self._fingerprint)
         submission = _with_image_hashes(submission, fps)
         now = self._clock()
         pin = new_pin()
@@ -224,7 +240,7 @@ class TakedownService:
         if case.status is not CaseStatus.INCOMPLETE:
             raise CaseStateError(f"case {case.number} is {case.status.value}; only an "
                                  "incomplete request can be amended")
-        fps = _validate(submission, images)
+        fps = _validate(submission, images, self._fingerprint)
         submission = _with_image_hashes(submission, fps)
         missing = check_completeness(submission).missing
         with self.db.transaction() as s:
@@ -731,7 +747,10 @@ def _dummy_pin_hash() -> str:
     return hash_pin("00000000")
 
 
-def _validate(submission: TakedownSubmission, images: Sequence[bytes]) -> list[Fingerprint]:
+def _validate(submission: TakedownSubmission, images: Sequence[bytes],
+              fingerprint: Callable[[bytes], Fingerprint]) -> list[Fingerprint]:
+    """Check a submission's fields and hash its images (``fingerprint``: in the decoding
+    sandbox), or raise ``TakedownError`` naming the field."""
     loc = submission.locator
     if len(images) > MAX_IMAGES:
         raise TakedownError("too_many_images", f"at most {MAX_IMAGES} images per request",
@@ -753,7 +772,7 @@ def _validate(submission: TakedownSubmission, images: Sequence[bytes]) -> list[F
     for index, data in enumerate(images):
         try:
             fps.append(fingerprint(data))
-        except ImageRejected as exc:
+        except ImageRejected as exc:  # also a decode that overran or crashed: a clear 4xx
             raise TakedownError(exc.code, f"image {index + 1}: {exc}", f"images[{index}]",
                                 too_large=exc.too_large) from exc
     return fps

@@ -141,9 +141,9 @@ async def takedown_submit(request: Request, background: BackgroundTasks) -> HTML
         anchor = "image" if exc.field.startswith("images") else "content"
         return _form_page(request, fields, amend=amend, status_code=413 if exc.too_large
                           else 422, errors=[{"anchor": anchor, "message": str(exc)}])
-    except HTTPException as exc:  # wrong PIN, locked case, or not incomplete any more
+    except HTTPException as exc:  # wrong PIN, locked case, not incomplete any more, busy
         return _form_page(request, fields, amend=amend, status_code=exc.status_code,
-                          errors=[{"anchor": "main" if exc.status_code == 409 else "pin",
+                          errors=[{"anchor": "main" if exc.status_code in (409, 503) else "pin",
                                    "message": exc.detail["message"]}])
     background.add_task(svc.dispatch)  # the platform is called once the page is sent
     return _done_page(request, result.case.public(), result.case.status, pin=result.pin,

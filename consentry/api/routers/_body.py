@@ -95,4 +95,5 @@ CHECK_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "the key lacks the 'check' scope"},
     413: {"description": "an image or the body is too large"},
     422: {"description": "the request cannot be checked as sent"},
+    503: {"description": "every image decoder is busy: retry after Retry-After seconds"},
 }

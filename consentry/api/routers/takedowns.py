@@ -40,6 +40,7 @@ from consentry.cases.takedowns import (
     TakedownService,
 )
 from consentry.gate import InvalidRequest
+from consentry.signals.sandbox import SandboxBusy
 
 router = APIRouter(prefix="/v1/takedowns", tags=["takedowns"])
 
@@ -160,6 +161,10 @@ async def call_service(fn: Callable[..., T], *args: Any, pin_of: Request | None 
     except TakedownError as exc:
         raise InvalidRequest(exc.code, str(exc), field=exc.field or "body",
                              too_large=exc.too_large) from exc
+    except SandboxBusy as exc:  # the image decoders are full: nothing was recorded
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            detail={"code": "busy", "message": str(exc)},
+                            headers={"Retry-After": str(exc.retry_after_s)}) from exc
 
 
 @router.get("/{number}", summary="A request's status, for the requester (case number + PIN)")
