@@ -53,8 +53,9 @@ from consentry.cases.takedowns import (
 from consentry.config import Settings
 from consentry.errors import ConfigurationError, ConsentryError, InvalidRequest
 from consentry.gate import Gate, Verdict
-from consentry.signals.hashing import Fingerprint, fingerprint
+from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import ImageRejected
+from consentry.signals.sandbox import Sandbox, SandboxBusy, shared_sandbox
 from consentry.store import Database
 
 app = typer.Typer(help="Consentry: refuse non-consensual intimate imagery and any "
@@ -137,8 +138,11 @@ def check_generation(
         raise _fail("give --prompt TEXT (or --batch FILE.jsonl)")
     gate = _gate()
     try:
-        verdict = gate.check_generation(prompt, _read_images(image or []), account)
-    except InvalidRequest as exc:
+        images = _read_images(image or [])
+        if images:
+            _start_decoders(gate.sandbox)
+        verdict = gate.check_generation(prompt, images, account)
+    except (InvalidRequest, SandboxBusy) as exc:
         raise _fail(str(exc)) from exc
     finally:
         gate.close()
@@ -146,6 +150,13 @@ def check_generation(
         typer.echo(verdict.model_dump_json())
     else:
         _show(verdict)
+
+
+def _start_decoders(sandbox: Sandbox) -> None:
+    """Start the image decoders before any check's clock runs, as a server does when it
+    starts (the image models still load within the first check's deadline: a text-only
+    check never needs them)."""
+    sandbox.warm_up()
 
 
 def _batch_line(gate: Gate, number: int, line: str) -> dict[str, Any]:
@@ -165,10 +176,15 @@ def _batch_line(gate: Gate, number: int, line: str) -> dict[str, Any]:
             raise InvalidRequest("invalid_images", "'images' must be a list of paths",
                                  field="images")
         account = item.get("account")
-        verdict = gate.check_generation(prompt, _read_images([Path(p) for p in paths]),
+        images = _read_images([Path(p) for p in paths])
+        if images:
+            _start_decoders(gate.sandbox)  # after the first line: a no-op task
+        verdict = gate.check_generation(prompt, images,
                                         account if account is None else str(account))
     except InvalidRequest as exc:
         return {"id": item_id, "line": number, "error": exc.to_dict()}
+    except SandboxBusy as exc:
+        return {"id": item_id, "line": number, "error": {"code": "busy", "message": str(exc)}}
     out = verdict.model_dump(mode="json")
     out["event_id"] = out.pop("id")
     return {"id": item_id, **out}
@@ -290,8 +306,19 @@ def _image_error(path: Path, code: str, message: str, **extra: Any) -> dict[str,
     return {"image": str(path), "error": {"code": code, "message": message, **extra}}
 
 
+def _sandbox() -> Sandbox:
+    """The image decoders (worker processes), with the configured limits and deadline."""
+    return shared_sandbox(Settings.from_env().sandbox_limits())
+
+
 def _fingerprints(paths: list[Path]) -> Iterator[tuple[Path, Fingerprint | dict[str, Any]]]:
-    """Each image's fingerprint, or the error line for it."""
+    """Each image's fingerprint, or the error line for it. Each image is decoded in the
+    sandbox within CONSENTRY_ANALYSIS_TIMEOUT_S."""
+    sandbox = _sandbox()
+    try:
+        _start_decoders(sandbox)
+    except SandboxBusy as exc:
+        raise _refuse(str(exc)) from exc
     for path in paths:
         try:
             data = path.read_bytes()
@@ -300,9 +327,11 @@ def _fingerprints(paths: list[Path]) -> Iterator[tuple[Path, Fingerprint | dict[
                                      f"cannot read {path}: {exc.strerror}")
             continue
         try:
-            yield path, fingerprint(data)
+            yield path, sandbox.fingerprint(data)
         except ImageRejected as exc:
             yield path, _image_error(path, exc.code, f"{path}: {exc}")
+        except SandboxBusy as exc:
+            yield path, _image_error(path, "busy", f"{path}: {exc}")
 
 
 def _finish(ok: int, total: int) -> None:
@@ -645,6 +674,11 @@ def takedown_submit(
         relationship=relationship, declarations=frozenset(declare), statement=statement,
         csam=csam)
     service = _takedowns()
+    if images:
+        try:
+            _start_decoders(service.sandbox)
+        except SandboxBusy as exc:
+            raise _refuse(str(exc)) from exc
     result = _case_call(service.submit, submission, images, channel="cli")
     if as_json:
         _line({"case": result.case.public(), "pin": result.pin})

@@ -11,6 +11,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from consentry.signals.sandbox import SandboxLimits
 
 from consentry.errors import ConfigurationError
 
@@ -30,6 +34,12 @@ class Settings:
     # content of fictional adults (with a label). Default: block.
     allow_adult_content: bool = False
     analysis_timeout_s: float = 10.0
+    # The image decoding sandbox (consentry.signals.sandbox): worker processes (None: one
+    # per core), the address space each may map, and how many images may wait for one
+    # (None: 4 per worker) before a request is answered 503.
+    decode_workers: int | None = None
+    decode_memory_mb: int = 1536  # 0: no cap
+    decode_queue: int | None = None
     # Save the bank and content match indexes under data_dir, so a restart reads only
     # newer changes.
     persist_index: bool = True
@@ -92,11 +102,21 @@ class Settings:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'consentry.db'}"
 
+    def sandbox_limits(self) -> SandboxLimits:
+        """The decoding sandbox's limits; decodes without a deadline of their own get
+        ``analysis_timeout_s``."""
+        from consentry.signals.sandbox import SandboxLimits
+
+        return SandboxLimits(workers=self.decode_workers or os.cpu_count() or 2,
+                             memory_mb=self.decode_memory_mb, queue=self.decode_queue,
+                             timeout_s=self.analysis_timeout_s)
+
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
         data_dir = Path(env["CONSENTRY_DATA_DIR"]) if env.get("CONSENTRY_DATA_DIR") else None
         policy = env.get("CONSENTRY_POLICY_PATH")
+        memory_mb = _optional_int(env, "CONSENTRY_DECODE_MEMORY_MB")
         return cls(
             data_dir=data_dir or _default_data_dir(),
             database_url=env.get("CONSENTRY_DATABASE_URL") or None,
@@ -104,6 +124,9 @@ class Settings:
             allow_adult_content=env.get("CONSENTRY_ALLOW_ADULT_CONTENT", "").lower()
             in {"1", "true", "yes"},
             analysis_timeout_s=_number(env, "CONSENTRY_ANALYSIS_TIMEOUT_S", 10.0),
+            decode_workers=_optional_int(env, "CONSENTRY_DECODE_WORKERS"),
+            decode_memory_mb=1536 if memory_mb is None else memory_mb,
+            decode_queue=_optional_int(env, "CONSENTRY_DECODE_QUEUE"),
             hma_fetch_hosts=tuple(h.lower() for h in
                                   _list(env.get("CONSENTRY_HMA_FETCH_HOSTS", ""))),
             hma_fetch_networks=_list(env.get("CONSENTRY_HMA_FETCH_NETWORKS", "")),
@@ -131,3 +154,16 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a whole number, got {value!r}") from exc
+    if number < 0:
+        raise ConfigurationError(f"{name} must not be negative, got {number}")
+    return number

@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         app.state.keys = KeyCache(app.state.gate.db)
         g = app.state.gate
         app.state.takedowns = takedowns or TakedownService.from_settings(
-            g.db, g.banks, g.policy, settings)
+            g.db, g.banks, g.policy, settings, sandbox=g.sandbox)
         stop = threading.Event()
         retries = threading.Thread(target=app.state.takedowns.run_retries, args=(stop,),
                                    name="takedown-retries", daemon=True)

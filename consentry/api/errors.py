@@ -71,7 +71,8 @@ def status_of(exc: ConsentryError) -> int:
     return 422  # any other error a caller can fix is bad input
 
 
-def _retry_after(exc: ConsentryError) -> dict[str, str] | None:
+def retry_after(exc: ConsentryError) -> dict[str, str] | None:
+    """The ``Retry-After`` header a limit or an overload answer carries."""
     seconds = getattr(exc, "retry_after_s", None)
     return {"Retry-After": str(seconds)} if seconds else None
 
@@ -84,7 +85,7 @@ def install(app: FastAPI) -> None:
         body = exc.to_dict()
         if not isinstance(exc, InvalidRequest) and status_of(exc) == 422:
             body.setdefault("field", "body")
-        return error_response(status_of(exc), body, _retry_after(exc))
+        return error_response(status_of(exc), body, retry_after(exc))
 
     @app.exception_handler(RequestValidationError)
     async def unprocessable(_: Request, exc: RequestValidationError) -> JSONResponse:

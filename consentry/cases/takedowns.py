@@ -76,8 +76,9 @@ from consentry.errors import ConfigurationError, Conflict, InvalidRequest, NotFo
 from consentry.limits import Limits, RateLimit
 from consentry.policy.document import Policy
 from consentry.policy.evaluate import Ruling
-from consentry.signals.hashing import Fingerprint, fingerprint
+from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import ImageRejected
+from consentry.signals.sandbox import Sandbox, shared_sandbox
 from consentry.store import Database
 from consentry.store.dialect import upsert_insert
 from consentry.store.models import (
@@ -157,8 +158,12 @@ class TakedownService:
                  status_url: str = "/takedown/status", appeal_url: str = "/appeals",
                  clock: Callable[[], datetime] | None = None,
                  limits: Limits | None = None,
-                 intake_lease: timedelta = INTAKE_LEASE) -> None:
+                 intake_lease: timedelta = INTAKE_LEASE,
+                 sandbox: Sandbox | None = None,
+                 decode_timeout_s: float | None = None) -> None:
         self.db = db
+        self._sandbox = sandbox  # None: the process-wide one
+        self._decode_timeout_s = decode_timeout_s  # None: the sandbox's own
         self.banks = banks
         self.policy = policy
         self.sender = sender
@@ -172,7 +177,8 @@ class TakedownService:
 
     @classmethod
     def from_settings(cls, db: Database, banks: BankServices, policy: Policy,
-                      settings: Settings) -> TakedownService:
+                      settings: Settings, *, sandbox: Sandbox | None = None,
+                      ) -> TakedownService:
         callback = None
         if settings.removal_callback_url:
             if not settings.removal_callback_secret:
@@ -184,7 +190,9 @@ class TakedownService:
                                                              settings.data_dir),
                    callback=callback, status_url=f"{settings.public_base}/takedown/status",
                    appeal_url=settings.appeal_url or f"{settings.public_base}/appeals",
-                   intake_lease=timedelta(seconds=settings.job_lease_s))
+                   intake_lease=timedelta(seconds=settings.job_lease_s),
+                   sandbox=sandbox or shared_sandbox(settings.sandbox_limits()),
+                   decode_timeout_s=settings.analysis_timeout_s)
 
     def run_retries(self, stop: threading.Event, every_s: float = 5.0) -> None:
         """A server's background worker until ``stop`` is set: finish intake that a
@@ -206,6 +214,14 @@ class TakedownService:
     def now(self) -> datetime:
         return self._clock()
 
+    @property
+    def sandbox(self) -> Sandbox:
+        """Where requesters' images are decoded."""
+        return self._sandbox or shared_sandbox()
+
+    def _fingerprint(self, data: bytes) -> Fingerprint:
+        return self.sandbox.fingerprint(data, timeout_s=self._decode_timeout_s)
+
     def close(self) -> None:
         if self.callback is not None:
             self.callback.close()
@@ -221,7 +237,7 @@ class TakedownService:
         ``callbacks_now=False`` the removal callbacks are left to ``dispatch`` (a web
         request answers the requester first, then calls the platform). ``client`` is the
         requester's address on public channels: at most 30 requests an hour each."""
-        fps = _validate(submission, images)
+        fps = _validate(submission, images, self._fingerprint)
         if client is not None:
             self.limits.take(SUBMISSIONS, client)
         submission = _with_image_hashes(submission, fps)
@@ -261,7 +277,7 @@ class TakedownService:
         if case.status is not CaseStatus.INCOMPLETE:
             raise CaseStateError(f"case {case.number} is {case.status.value}; only an "
                                  "incomplete request can be amended")
-        fps = _validate(submission, images)
+        fps = _validate(submission, images, self._fingerprint)
         submission = _with_image_hashes(submission, fps)
         missing = check_completeness(submission).missing
         now = self._clock()
@@ -921,7 +937,10 @@ def _dummy_pin_hash() -> str:
     return hash_pin("00000000")
 
 
-def _validate(submission: TakedownSubmission, images: Sequence[bytes]) -> list[Fingerprint]:
+def _validate(submission: TakedownSubmission, images: Sequence[bytes],
+              fingerprint: Callable[[bytes], Fingerprint]) -> list[Fingerprint]:
+    """Check a submission's fields and hash its images (``fingerprint``: in the decoding
+    sandbox), or raise ``InvalidRequest`` naming the field."""
     loc = submission.locator
     if len(images) > MAX_IMAGES:
         raise InvalidRequest("too_many_images", f"at most {MAX_IMAGES} images per request",
@@ -949,7 +968,7 @@ def _validate(submission: TakedownSubmission, images: Sequence[bytes]) -> list[F
     for index, data in enumerate(images):
         try:
             fps.append(fingerprint(data))
-        except ImageRejected as exc:
+        except ImageRejected as exc:  # also a decode that overran or crashed: a clear 4xx
             raise InvalidRequest(exc.code, f"image {index + 1}: {exc}",
                                  field=f"images[{index}]", too_large=exc.too_large) from exc
     return fps

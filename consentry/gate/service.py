@@ -15,10 +15,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -54,13 +55,15 @@ from consentry.policy import (
     load_policy,
 )
 from consentry.signals.findings import ImageFindings, PromptFindings
-from consentry.signals.hashing import Fingerprint, fingerprint
-from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected, decode_image
+from consentry.signals.hashing import Fingerprint
+from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected
 from consentry.signals.prompt import analyse_prompt
+from consentry.signals.sandbox import DecodeFailed, Sandbox, SandboxBusy, shared_sandbox
 from consentry.store import Database
 from consentry.store.models import CheckMedia, CheckRecord
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 MAX_PROMPT_CHARS = 4000
 MAX_IMAGES = 4
@@ -91,11 +94,14 @@ class Gate:
         analyser: ImageAnalyser | None = None,
         banks: BankServices | None = None,
         clock: Callable[[], datetime] = utc_now,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.db = db
         self.policy = policy or load_policy(self.settings.policy_path)
         self._analyser = analyser
+        self._models: Future[ImageAnalyser] | None = None  # loading in the background
+        self._sandbox = sandbox
         self._lazy_lock = threading.Lock()  # guards lazy creation of models and banks
         self._banks = banks
         self._clock = clock
@@ -119,6 +125,7 @@ class Gate:
         prompt, too many images, damaged, oversized or unsupported images).
         """
         started = time.perf_counter()
+        deadline = started + self.settings.analysis_timeout_s  # models, decoding, analysis
         prompt = _validate_prompt(prompt)
         if len(images) > MAX_IMAGES:
             raise InvalidRequest("too_many_images", f"{len(images)} images sent; at most "
@@ -144,9 +151,10 @@ class Gate:
         else:
             standing = None
 
-        decoded = [_decode(i, data) for i, data in enumerate(images)]
         try:
-            analysis = self._analyse(prompt, decoded)
+            analysis = self._analyse(prompt, images, deadline)
+        except (InvalidRequest, SandboxBusy):
+            raise  # a bad image (422) or a full decoding queue (503): not a verdict
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
             ruling = _fail_closed(exc)
         else:
@@ -203,10 +211,18 @@ class Gate:
         with self.db.transaction() as session:
             return AccountState.of(load_standing(session, account_id, self._clock()))
 
+    @property
+    def sandbox(self) -> Sandbox:
+        """Where this gate's images are decoded: the sandbox it was given, else the
+        process-wide one (started on first use with this gate's settings)."""
+        return self._sandbox or shared_sandbox(self.settings.sandbox_limits())
+
     def warm_up(self) -> None:
-        """Load every model now rather than on the first request."""
+        """Load every model and start the image decoders now rather than on the first
+        request."""
         analyse_prompt("warm up")
         self.image_analyser.warm_up()
+        self.sandbox.warm_up()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -215,24 +231,63 @@ class Gate:
 
     @property
     def image_analyser(self) -> ImageAnalyser:
-        if self._analyser is None:
-            with self._lazy_lock:
-                if self._analyser is None:
-                    self._analyser = ImageAnalyser(workers=os.cpu_count() or 2)
-        return self._analyser
+        """The image models, loaded on first use."""
+        return self._image_models(None)
+
+    def _image_models(self, deadline: float | None) -> ImageAnalyser:
+        """The image models; waiting for them to load counts against ``deadline`` (a
+        ``perf_counter`` time), past which ``TimeoutError``. The load goes on in the
+        background, so later checks find the models ready."""
+        if self._analyser is not None:
+            return self._analyser
+        try:
+            return self._load_models().result(timeout=_left(deadline))
+        except FutureTimeout as exc:
+            raise TimeoutError("the image models did not load within the time limit") from exc
+
+    def _load_models(self) -> Future[ImageAnalyser]:
+        """Start loading the image models (once; again after a failed load)."""
+        with self._lazy_lock:
+            loading = self._models
+            if loading is None or (loading.done() and loading.exception() is not None):
+                loading = self._models = Future()
+                # A daemon thread: a command-line check past its deadline must not wait
+                # for the load to finish before it exits.
+                threading.Thread(target=self._load, args=(loading,), daemon=True,
+                                 name="consentry-models").start()
+            return loading
+
+    def _load(self, loading: Future[ImageAnalyser]) -> None:
+        try:
+            # The weights load on first use, in native calls that hold the GIL: load them
+            # here, so that a check never runs into a first-use load it cannot time out.
+            analyser = ImageAnalyser(workers=os.cpu_count() or 2)
+            analyser.warm_up()
+        except BaseException as exc:  # noqa: BLE001 - handed to the checks waiting for it
+            loading.set_exception(exc)
+        else:
+            self._analyser = analyser
+            loading.set_result(analyser)
 
     # -- steps ----------------------------------------------------------------------
 
-    def _analyse(self, prompt: str, images: Sequence[DecodedImage]) -> _Analysis:
+    def _analyse(self, prompt: str, images: Sequence[bytes], deadline: float) -> _Analysis:
         if not images:
             return _Analysis(analyse_prompt(prompt), ())
-        analyser = self.image_analyser
-        deadline = time.monotonic() + self.settings.analysis_timeout_s
-        futures = [self._pool.submit(analyser.analyse, i, img) for i, img in enumerate(images)]
+        if self._analyser is None:
+            self._load_models()  # loads while the images decode
+        sandbox = self.sandbox
+        if len(images) == 1:
+            decoded = [_decode(sandbox, 0, images[0], deadline)]
+        else:
+            jobs = [self._pool.submit(_decode, sandbox, i, data, deadline)
+                    for i, data in enumerate(images)]
+            decoded = [job.result() for job in jobs]  # each is bounded by the deadline
         prompt_findings = analyse_prompt(prompt)
+        analyser = self._image_models(deadline)
+        futures = [self._pool.submit(analyser.analyse, i, img) for i, img in enumerate(decoded)]
         try:
-            found = tuple(f.result(timeout=max(0.0, deadline - time.monotonic()))
-                          for f in futures)
+            found = tuple(f.result(timeout=_left(deadline)) for f in futures)
         except FutureTimeout as exc:
             for f in futures:
                 f.cancel()
@@ -251,6 +306,7 @@ class Gate:
         source: CheckRecord | None,
     ) -> Verdict:
         started = time.perf_counter()
+        deadline = started + self.settings.analysis_timeout_s  # models, decoding, analysis
         if not isinstance(image, bytes | bytearray):
             raise InvalidRequest("missing_image", "an image is required", field="image")
         image = bytes(image)
@@ -263,15 +319,14 @@ class Gate:
             return replayed
         if content_id:
             self._check_content_id(content_id, image)
-        decoded = _decode(None, image)
         try:
-            fp, findings, matches = self._analyse_media(image, decoded)
-        except InvalidRequest:
-            raise
+            fp, findings, matches = self._analyse_media(image, deadline)
+        except (InvalidRequest, SandboxBusy):
+            raise  # a bad image (422) or a full decoding queue (503): not a verdict
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
             return self._record(kind, _fail_closed(exc), None, [image], account, key, started,
                                 None, request=request)
-        real_person_source = bool(source) and any(
+        real_person_source = source is not None and any(
             r.get("code") == ReasonCode.REAL_PERSON_IN_PHOTO for r in source.verdict["reasons"])
         ruling = evaluate_media(matches, findings, self.policy,
                                 real_person_source=real_person_source,
@@ -300,21 +355,17 @@ class Gate:
         return verdict
 
     def _analyse_media(
-        self, image: bytes, decoded: DecodedImage
+        self, image: bytes, deadline: float
     ) -> tuple[Fingerprint, ImageFindings, list[KnownMatch]]:
-        deadline = time.monotonic() + self.settings.analysis_timeout_s
-        analysis = self._pool.submit(self.image_analyser.analyse, 0, decoded)
-        try:
-            fp = fingerprint(image)
-        except ImageRejected as exc:
-            analysis.cancel()
-            raise InvalidRequest(exc.code, f"image: {exc}", field="image",
-                                 too_large=exc.too_large) from exc
+        if self._analyser is None:
+            self._load_models()  # loads while the image decodes
+        decoded, fp = _decode_media(self.sandbox, image, deadline)
+        analysis = self._pool.submit(self._image_models(deadline).analyse, 0, decoded)
         found = self.banks.matcher.match(fp.hashes.md5, fp.query_array())
         matches = [KnownMatch(m.bank, m.category, m.clause, m.entry_id, m.signal, m.distance)
                    for m in found if m.bank_kind == "block"]
         try:
-            findings = analysis.result(timeout=max(0.0, deadline - time.monotonic()))
+            findings = analysis.result(timeout=_left(deadline))
         except FutureTimeout as exc:
             analysis.cancel()
             raise TimeoutError("image analysis overran its time limit") from exc
@@ -511,13 +562,38 @@ def _validate_token(value: str | None, field: str, limit: int) -> str | None:
     return value
 
 
-def _decode(index: int | None, data: bytes) -> DecodedImage:
-    """Decode one image; ``index`` is its position in a multi-image request (None for the
-    single image of an upload or output check)."""
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (a ``perf_counter`` time), never negative; None: none."""
+    return None if deadline is None else max(0.0, deadline - time.perf_counter())
+
+
+def _decode(sandbox: Sandbox, index: int, data: bytes, deadline: float) -> DecodedImage:
+    """Decode image ``index`` of a generation request in the sandbox."""
+    return _decoding(lambda: sandbox.decode(data, timeout_s=_left(deadline)),
+                     f"image {index}", f"images[{index}]", deadline)
+
+
+def _decode_media(sandbox: Sandbox, data: bytes, deadline: float,
+                  ) -> tuple[DecodedImage, Fingerprint]:
+    """Decode the image of an upload or output check in the sandbox, once for both the
+    analysis and the bank match."""
+    return _decoding(lambda: sandbox.decode_and_fingerprint(data, timeout_s=_left(deadline)),
+                     "image", "image", deadline)
+
+
+def _decoding(call: Callable[[], _T], where: str, field: str, deadline: float) -> _T:
+    """Decoding errors as the gate answers them. A plainly bad image is an
+    ``InvalidRequest`` (422/413). A decode that overran or crashed raises on, to fail
+    closed (FC-1); so does a full decoding queue once the deadline has passed, while
+    before it the queue's ``SandboxBusy`` raises on (503, try again)."""
     try:
-        return decode_image(data)
+        return call()
+    except DecodeFailed:
+        raise
     except ImageRejected as exc:
-        where, field = ("image", "image") if index is None else (f"image {index}",
-                                                                  f"images[{index}]")
         raise InvalidRequest(exc.code, f"{where}: {exc}", field=field,
                              too_large=exc.too_large) from exc
+    except SandboxBusy as exc:
+        if not _left(deadline):
+            raise TimeoutError("no image decoder came free within the time limit") from exc
+        raise

@@ -31,7 +31,15 @@ import numpy as np
 import pdqhash
 from PIL import Image
 
-from consentry.signals.image import MAX_PIXELS, ImageRejected, open_image
+from consentry.signals.image import (
+    MAX_PIXELS,
+    DecodedImage,
+    ImageRejected,
+    analysis_image,
+    exif_orientation,
+    open_image,
+    reduce_image,
+)
 
 PDQ_MATCH_DISTANCE: Final = 31
 MIN_PDQ_QUALITY: Final = 50  # Meta: hashes below 50 are too flat to match reliably
@@ -187,17 +195,15 @@ def decode_for_hashing(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Im
 
 
 def _work_copy(image: Image.Image) -> Image.Image:
+    # Reduced first, converted after: a full-size converted copy is never held.
+    image = reduce_image(image, WORK_MAX_SIDE)
     if image.mode.startswith("I") or image.mode == "F":
         # Pillow clips 16-bit greyscale to 8 bits instead of scaling it: mostly white.
         values = np.asarray(image, dtype=np.float32)
         if values.max(initial=0) > 255:
-            values = values / 257
+            values = values / np.float32(257)
         image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    if max(rgb.size) > WORK_MAX_SIDE:
-        rgb = rgb.copy()
-        rgb.thumbnail((WORK_MAX_SIDE, WORK_MAX_SIDE), Image.Resampling.BILINEAR)
-    return rgb
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 # --- border trimming --------------------------------------------------------------------
@@ -327,13 +333,17 @@ def _prepare(image: bytes | Image.Image) -> tuple[_Prepared, bytes | None]:
         work = _work_copy(image)
     else:
         raise TypeError(f"expected image bytes or a PIL image, got {type(image).__name__}")
+    return _prepared(work), data
+
+
+def _prepared(work: Image.Image) -> _Prepared:
     luma = work.convert("L")
     whole: Box = (0, 0, work.width, work.height)
     trimmed = border_box(np.asarray(luma))
     # A bright sky clipped to white or a night sky can pass for a bar in one copy and not
     # in another: when something was trimmed, the untrimmed image is hashed as well.
     boxes = (("", trimmed),) if trimmed == whole else (("", trimmed), (UNTRIMMED, whole))
-    return _Prepared(work, luma, boxes), data
+    return _Prepared(work, luma, boxes)
 
 
 def _name(prefix: str, name: str) -> str:
@@ -376,6 +386,23 @@ def fingerprint(image: bytes | Image.Image) -> Fingerprint:
     """Exact hashes, ingest hashes and query hashes of one image, decoding it once."""
     p, data = _prepare(image)
     return Fingerprint(_image_hashes(p, data), tuple(_ingest(p)), tuple(_query(p)))
+
+
+def decode_and_fingerprint(data: bytes, *, max_pixels: int = MAX_PIXELS,
+                           ) -> tuple[DecodedImage, Fingerprint]:
+    """Decode image bytes once for both analysis and bank matching: the analysis copy (as
+    ``decode_image`` makes it, here from the hashing work copy) and the fingerprint (as
+    ``fingerprint`` makes it). Raises ``ImageRejected`` with a precise reason."""
+    img, fmt, size = open_image(data, draft_side=WORK_MAX_SIDE, max_pixels=max_pixels)
+    orientation = exif_orientation(img)
+    try:
+        work = _work_copy(img)
+    except (OSError, ValueError) as exc:
+        raise ImageRejected("invalid_image", f"the image is damaged: {exc}") from exc
+    del img  # the full-size pixels are no longer needed
+    p = _prepared(work)
+    fp = Fingerprint(_image_hashes(p, data), tuple(_ingest(p)), tuple(_query(p)))
+    return analysis_image(work, fmt, size, orientation), fp
 
 
 def image_hashes(image: bytes | Image.Image) -> ImageHashes:

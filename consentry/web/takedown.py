@@ -15,14 +15,14 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData, UploadFile
 
 from consentry.api.deps import ClientDep, TakedownsDep
-from consentry.api.errors import status_of
+from consentry.api.errors import retry_after, status_of
 from consentry.api.routers._body import read_form, validate
 from consentry.api.schemas.takedowns import TakedownIn
 from consentry.cases.case import CaseStatus
 from consentry.cases.intake import Declaration, Regime, Relationship
 from consentry.cases.notices import REGIME_NAMES, format_deadline
 from consentry.cases.takedowns import SubmitResult
-from consentry.errors import ConsentryError, InvalidRequest, TooManyAttempts
+from consentry.errors import ConsentryError, InvalidRequest
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -140,7 +140,7 @@ async def takedown_submit(request: Request, svc: TakedownsDep, client: ClientDep
         anchor = "pin" if amend and status_of(exc) in (404, 429) else "main"
         return _form_page(request, fields, amend=amend, status_code=status_of(exc),
                           errors=[{"anchor": anchor, "message": str(exc)}],
-                          retry_after=_retry_after(exc))
+                          retry_after=retry_after(exc))
     background.add_task(svc.dispatch)  # the platform is called once the page is sent
     return _done_page(request, result.case.public(), result.case.status, pin=result.pin,
                       status_code=201)
@@ -162,11 +162,5 @@ async def status_lookup(request: Request, svc: TakedownsDep,
         message = str(exc)
         return _page(request, "takedown_status.html", status_of(exc), number=number,
                      error=message[:1].upper() + message[1:] + ".",
-                     headers=_retry_after(exc))
+                     headers=retry_after(exc))
     return _done_page(request, view.public(), view.status)
-
-
-def _retry_after(exc: ConsentryError) -> dict[str, str] | None:
-    if isinstance(exc, TooManyAttempts) and exc.retry_after_s:
-        return {"Retry-After": str(exc.retry_after_s)}
-    return None

@@ -39,8 +39,8 @@ from consentry.banks.registry import (
 from consentry.banks.services import entry_hashes
 from consentry.banks.sweep import entry_in_bank, sweep_entry
 from consentry.errors import InvalidRequest
-from consentry.signals.hashing import fingerprint
 from consentry.signals.image import ImageRejected
+from consentry.signals.sandbox import Sandbox
 
 router = APIRouter(prefix="/v1/banks", tags=["banks"])
 
@@ -182,9 +182,11 @@ def _details(raw: str | dict[str, Any] | None) -> dict[str, Any]:
     return raw
 
 
-def _hash_image(image: bytes) -> EntryHashes:
+def _hash_image(sandbox: Sandbox, image: bytes, timeout_s: float) -> EntryHashes:
+    """Hash an image in the decoding sandbox; a bad, too complex or too slow image is a
+    422 (413 when too large) naming the field ``image``."""
     try:
-        return entry_hashes(fingerprint(image))
+        return entry_hashes(sandbox.fingerprint(image, timeout_s=timeout_s))
     except ImageRejected as exc:
         raise InvalidRequest(exc.code, f"image: {exc}", field="image",
                              too_large=exc.too_large) from exc
@@ -313,7 +315,8 @@ async def add_entry(name: str, request: Request, gate: GateDep,
         raise InvalidRequest("ambiguous_entry", "send an image or bare hashes, not both",
                              field="image")
     if image is not None:
-        hashes = await run_in_threadpool(_hash_image, image)
+        hashes = await run_in_threadpool(_hash_image, gate.sandbox, image,
+                                         gate.settings.analysis_timeout_s)
     elif bare:
         hashes = EntryHashes(
             pdq=strict_hex("pdq", body.pdq, 64) if body.pdq is not None else None,

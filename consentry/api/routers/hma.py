@@ -30,8 +30,8 @@ from consentry.api.safe_fetch import FetchPolicy, FetchRefused, fetch_image
 from consentry.banks.matcher import BankMatch, BankMatcher
 from consentry.banks.pdq_index import from_hex
 from consentry.config import Settings
-from consentry.signals.hashing import fingerprint, image_hashes
 from consentry.signals.image import MAX_IMAGE_BYTES, ImageRejected
+from consentry.signals.sandbox import Sandbox
 
 router = APIRouter(tags=["hma-compat"], dependencies=[Depends(require(Scope.CHECK))])
 
@@ -77,6 +77,14 @@ def _matcher(request: Request) -> BankMatcher:
     return request.app.state.gate.banks.matcher
 
 
+def _sandbox(request: Request) -> Sandbox:
+    return request.app.state.gate.sandbox
+
+
+def _timeout(request: Request) -> float:
+    return _settings(request).analysis_timeout_s
+
+
 # -- hashing --------------------------------------------------------------------------
 
 
@@ -94,10 +102,11 @@ def _signal_types(types: str | None) -> list[str]:
     return chosen
 
 
-def _hash(data: bytes, types: Sequence[str]) -> dict[str, str]:
+def _hash(sandbox: Sandbox, data: bytes, types: Sequence[str],
+          timeout_s: float) -> dict[str, str]:
     try:
-        hashes = image_hashes(data)
-    except ImageRejected as exc:
+        hashes = sandbox.hashes(data, timeout_s=timeout_s)
+    except ImageRejected as exc:  # also a decode that overran or crashed: still a 400
         raise HmaAbort(413 if exc.too_large else 400, str(exc)) from exc
     out = {}
     if "pdq" in types:
@@ -147,7 +156,8 @@ async def hash_url(
         _check_content_type(content_type)
         chosen = _signal_types(types)
         data = await run_in_threadpool(_fetch, url, _settings(request))
-        return JSONResponse(await run_in_threadpool(_hash, data, chosen))
+        return JSONResponse(await run_in_threadpool(_hash, _sandbox(request), data, chosen,
+                                                    _timeout(request)))
     except HmaAbort as exc:
         return _abort(exc)
 
@@ -179,7 +189,8 @@ async def hash_upload(
     try:
         chosen = _signal_types(types)
         data = await _uploaded_photo(request)
-        return JSONResponse(await run_in_threadpool(_hash, data, chosen))
+        return JSONResponse(await run_in_threadpool(_hash, _sandbox(request), data, chosen,
+                                                    _timeout(request)))
     except HmaAbort as exc:
         return _abort(exc)
 
@@ -216,11 +227,12 @@ def _lookup_signal(matcher: BankMatcher, signal: str, signal_type: str,
     return _by_bank(matcher.match(value, None), banks)
 
 
-def _lookup_image(matcher: BankMatcher, data: bytes, banks: set[str] | None) -> dict[str, Matches]:
+def _lookup_image(matcher: BankMatcher, sandbox: Sandbox, data: bytes,
+                  banks: set[str] | None, timeout_s: float) -> dict[str, Matches]:
     """Look an image up as HMA does (keyed by signal type), but with every rotation,
     mirror and crop variant of its PDQ hash: a rotated copy matches too."""
     try:
-        fp = fingerprint(data)
+        fp = sandbox.fingerprint(data, timeout_s=timeout_s)
     except ImageRejected as exc:
         raise HmaAbort(413 if exc.too_large else 400, str(exc)) from exc
     queries = fp.query_array()
@@ -249,7 +261,8 @@ async def lookup(
         if url:
             _check_content_type(content_type)
             data = await run_in_threadpool(_fetch, url, _settings(request))
-            by_type = await run_in_threadpool(_lookup_image, matcher, data, _banks(banks))
+            by_type = await run_in_threadpool(_lookup_image, matcher, _sandbox(request), data,
+                                              _banks(banks), _timeout(request))
             # As HMA: naming a signal type elides the outer object.
             if signal_type is not None:
                 return JSONResponse(by_type.get(signal_type, {}))
@@ -272,7 +285,8 @@ async def lookup_upload(
 ) -> JSONResponse:
     try:
         data = await _uploaded_photo(request)
-        return JSONResponse(await run_in_threadpool(_lookup_image, _matcher(request), data,
-                                                    _banks(banks)))
+        return JSONResponse(await run_in_threadpool(_lookup_image, _matcher(request),
+                                                    _sandbox(request), data, _banks(banks),
+                                                    _timeout(request)))
     except HmaAbort as exc:
         return _abort(exc)
