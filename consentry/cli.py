@@ -681,7 +681,7 @@ def takedown_submit(
             raise _refuse(str(exc)) from exc
     result = _case_call(service.submit, submission, images, channel="cli")
     if as_json:
-        _line({"case": result.case.public(), "pin": result.pin})
+        _line({"case": result.case.public(), "pin": result.pin, "complete": not result.missing})
         return
     _show_case(result.case, service.now(), False)
     typer.echo(f"PIN (shown once): {result.pin}")
@@ -710,18 +710,21 @@ def takedown_list(
         for view in views:
             _line(view.to_dict(now))
         return
-    table = Table(title=f"takedown cases: {due.value}")
-    table.add_column("case", no_wrap=True, min_width=13)  # a case number is never cut
-    for column in ("regime", "status", "received (UTC)", "deadline (UTC)", "time left",
-                   "found", "removed"):
-        table.add_column(column)
+    # Fits 80 columns whole: what a case worker acts on (number, status, time left) is
+    # never cut; the rest is in `takedown status`.
+    table = Table(title=f"takedown cases: {due.value}", box=None, pad_edge=False)
+    table.add_column("case", no_wrap=True, min_width=13)
+    table.add_column("status", no_wrap=True)
+    table.add_column("deadline UTC", no_wrap=True)
+    table.add_column("left", no_wrap=True, justify="right")
+    table.add_column("found", justify="right")
+    table.add_column("removed", justify="right")
+    table.add_column("regime", overflow="fold")
     for v in views:
-        left = v.deadline_at - now
-        hours = left.total_seconds() / 3600
-        table.add_row(v.number, v.regime, v.status.value, f"{v.received_at:%m-%d %H:%M}",
-                      f"{v.deadline_at:%m-%d %H:%M}",
+        hours = (v.deadline_at - now).total_seconds() / 3600
+        table.add_row(v.number, v.status.value, f"{v.deadline_at:%m-%d %H:%M}",
                       f"{hours:.1f} h" if hours >= 0 else f"OVERDUE {-hours:.1f} h",
-                      str(len(v.located)), str(len(v.removed)))
+                      str(len(v.located)), str(len(v.removed)), v.regime)
     Console().print(table)
 
 
