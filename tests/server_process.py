@@ -33,7 +33,7 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 90.0) -> ServerProcess:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "consentry.cli", "serve",
+            self.proc = subprocess.Popen([sys.executable, "-m", "consentry", "serve",
                                           "--port", str(self.port)],
                                          env=self.env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s

@@ -18,7 +18,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def consentry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "consentry.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "consentry", *args], env=env,
                           capture_output=True, text=True, timeout=300)
 
 

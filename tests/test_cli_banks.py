@@ -44,7 +44,7 @@ def consentry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 
 def run_all(env: dict[str, str], *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
     """Run commands concurrently; results in the order given."""
-    procs = [(cmd, subprocess.Popen([sys.executable, "-m", "consentry.cli", *cmd], env=env,
+    procs = [(cmd, subprocess.Popen([sys.executable, "-m", "consentry", *cmd], env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
              for cmd in commands]
     results = []

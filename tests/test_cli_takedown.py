@@ -38,7 +38,7 @@ def posted(env, photos):
 
 
 def consentry(env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "consentry.cli", "takedown", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "consentry", "takedown", *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -234,7 +234,7 @@ def _shim(bin_dir: Path) -> None:
     """``consentry`` as the docs call it, running this tree's code."""
     bin_dir.mkdir()
     shim = bin_dir / "consentry"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m consentry.cli "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m consentry "$@"\n')
     shim.chmod(0o755)
 
 

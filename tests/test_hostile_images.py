@@ -40,7 +40,7 @@ DEADLINE_S = 2.0
 # machine: an answer later than the deadline plus this is a failure.
 MARGIN_S = 2.0
 PROMPT = "make the colours warmer"
-CONSENTRY = [sys.executable, "-m", "consentry.cli"]
+CONSENTRY = [sys.executable, "-m", "consentry"]
 TIDA = {"regime": "take_it_down", "signature": "Sam Doe", "email": "sam@example.org",
         "statement": "shared without my consent", "declarations": ["not_consensual"]}
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -70,6 +71,7 @@ MAX_IMAGES = 4
 MAX_ACCOUNT_ID = 200
 MAX_IDEMPOTENCY_KEY = 200
 MAX_URL_CHARS = 2048
+_MODEL_LOAD_WAIT_S = 120.0
 
 
 def utc_now() -> datetime:
@@ -228,6 +230,14 @@ class Gate:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._banks is not None:
             self._banks.close()
+        loading = self._models
+        if loading is not None and not loading.done():
+            # The models load in native code on their own thread: a process that exits
+            # under it is aborted by the C++ runtime ("terminate called without an active
+            # exception"), so a command line waits for the load before it exits. The
+            # answer was already given; only the exit waits.
+            with suppress(Exception):
+                loading.exception(timeout=_MODEL_LOAD_WAIT_S)
 
     @property
     def image_analyser(self) -> ImageAnalyser:
@@ -251,8 +261,8 @@ class Gate:
             loading = self._models
             if loading is None or (loading.done() and loading.exception() is not None):
                 loading = self._models = Future()
-                # A daemon thread: a command-line check past its deadline must not wait
-                # for the load to finish before it exits.
+                # A daemon thread: a check past its deadline answers without waiting for
+                # the load (close() waits for it before a command line exits).
                 threading.Thread(target=self._load, args=(loading,), daemon=True,
                                  name="consentry-models").start()
             return loading
