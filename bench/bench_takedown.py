@@ -48,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,6 +80,7 @@ from removal_platform import SECRET, RemovalPlatform  # noqa: E402
 
 from consentry.banks.content import ContentIndex  # noqa: E402
 from consentry.banks.services import BankServices, entry_hashes  # noqa: E402
+from consentry.cases import takedowns as takedowns_module  # noqa: E402
 from consentry.cases.callback import PlatformCallback  # noqa: E402
 from consentry.cases.case import CaseStatus  # noqa: E402
 from consentry.cases.intake import (  # noqa: E402
@@ -344,25 +346,28 @@ def tida(url: str) -> TakedownSubmission:
 def run_request(service: TakedownService, platform: TimedPlatform, req: Request) -> Outcome:
     spans = Spans()
     content = service.banks.content
-    for name in ("_acknowledge", "_locate", "_bank", "dispatch", "_settle"):
-        spans.wrap(service, name)
-    spans.wrap(content, "copies")
-    spans.wrap(content._index, "search", "pdq_search")
+    wrapped = ((service, "_acknowledge", None), (takedowns_module, "locate", None),
+               (takedowns_module, "bank_for_case", "bank"),
+               (service.removals, "dispatch", None), (service.removals, "settle", None),
+               (content, "copies", None), (content._index, "search", "pdq_search"))
+    originals = [(obj, name, getattr(obj, name)) for obj, name, _ in wrapped]
+    for obj, name, label in wrapped:
+        spans.wrap(obj, name, label)
     try:
         t0 = time.perf_counter()
         result = service.submit(tida(req.named_url))
         t_returned = time.perf_counter()
     finally:
-        for obj, names in ((service, ("_acknowledge", "_locate", "_bank", "dispatch",
-                                      "_settle")), (content, ("copies",)),
-                           (content._index, ("search",))):
-            for name in names:
+        for obj, name, fn in originals:
+            if isinstance(obj, types.ModuleType):
+                setattr(obj, name, fn)
+            else:
                 vars(obj).pop(name, None)
     number = result.case.number
     accepted = [(t, c) for t, case, c in platform.accepted if case == number]
     last = max((t for t, _ in accepted), default=float("nan"))
-    loc_s, loc_e = spans.first("_locate")
-    bank_s, bank_e = spans.first("_bank")
+    loc_s, loc_e = spans.first("locate")
+    bank_s, bank_e = spans.first("bank")
     disp_s, _ = spans.first("dispatch")
     phases = {
         "intake": loc_s - t0,  # case row, PIN (scrypt), acknowledgement notice

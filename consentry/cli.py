@@ -775,6 +775,31 @@ def takedown_dispatch() -> None:
     typer.echo(f"{service.dispatch()} callback attempts made")
 
 
+@app.command("worker")
+def worker(
+    every: Annotated[float, typer.Option(help="seconds between rounds")] = 5.0,
+    once: Annotated[bool, typer.Option(help="one round, then exit (for cron)")] = False,
+) -> None:
+    """Run the cases' background worker: finish intake a crashed process left, make due
+    removal callbacks. A server runs one itself; run more, or one without a server."""
+    import signal
+    import threading
+
+    from consentry.cases.worker import CaseWorker
+
+    runner = CaseWorker(_takedowns(), every_s=every)
+    if once:
+        resumed, attempts = runner.run_once()
+        typer.echo(f"{resumed} intake jobs finished, {attempts} callback attempts made")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        runner.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
 _NO_CALLBACK = ("no removal callback configured, so nothing can be removed: set "
                 "CONSENTRY_REMOVAL_CALLBACK_URL and CONSENTRY_REMOVAL_CALLBACK_SECRET")
 

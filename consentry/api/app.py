@@ -11,14 +11,15 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from consentry import __version__
-from consentry.api import errors
 from consentry.api.auth import KeyCache
-from consentry.api.deps import parse_networks
 from consentry.api.routers import accounts, banks, check, hma, media
 from consentry.api.routers import takedowns as takedowns_api
 from consentry.cases.takedowns import TakedownService
+from consentry.cases.worker import CaseWorker
 from consentry.config import Settings
 from consentry.gate import Gate
+from consentry.http import errors
+from consentry.http.deps import parse_networks
 from consentry.store import Database
 from consentry.web import takedown as takedown_pages
 from consentry.web.takedown import STATIC_DIR
@@ -53,8 +54,8 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         app.state.takedowns = takedowns or TakedownService.from_settings(
             g.db, g.banks, g.policy, settings, sandbox=g.sandbox)
         stop = threading.Event()
-        retries = threading.Thread(target=app.state.takedowns.run_retries, args=(stop,),
-                                   name="takedown-retries", daemon=True)
+        retries = threading.Thread(target=CaseWorker(app.state.takedowns).run, args=(stop,),
+                                   name="case-worker", daemon=True)
         retries.start()
         yield
         stop.set()

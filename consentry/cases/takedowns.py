@@ -17,47 +17,40 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
-import numpy as np
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from consentry.banks.content import ContentRecord
-from consentry.banks.registry import BankError, DuplicateEntry, EntryHashes
+from consentry.banks.registry import BankError
 from consentry.banks.services import BankServices, entry_hashes
-from consentry.banks.sweep import copies_of
 from consentry.cases import notices
-from consentry.cases.callback import (
-    AttemptResult,
-    PlatformCallback,
-    RemovalRequest,
-    retry_delay,
-)
+from consentry.cases.callback import PlatformCallback
 from consentry.cases.case import (
-    APPEAL_DAYS,
     CLOSED_STATUSES,
     REMOVAL_DEADLINE,
     CaseStatus,
     CaseView,
     Due,
-    Event,
     EventKind,
     LocatedItem,
     due_state,
-    fold_case,
     hash_pin,
     new_case_number,
     new_pin,
     normalise_case_number,
     pin_matches,
     well_formed_case_number,
+)
+from consentry.cases.holdings import (
+    bank_for_case,
+    claim_items,
+    claimed_elsewhere,
+    entries_to_release,
 )
 from consentry.cases.intake import (
     ContentLocator,
@@ -68,45 +61,29 @@ from consentry.cases.intake import (
     submission_from_dict,
     submission_to_dict,
 )
+from consentry.cases.locate import locate
+from consentry.cases.log import CaseLog, CaseNotFound, CaseStateError
+from consentry.cases.removal import RemovalQueue
 from consentry.cases.senders import Sender, sender_from_env
 from consentry.config import Settings
-from consentry.enforcement.ledger import ensure_account, load_standing, record_consequence
-from consentry.enforcement.standing import consequence_of
-from consentry.errors import ConfigurationError, Conflict, InvalidRequest, NotFound
+from consentry.errors import ConfigurationError, InvalidRequest
 from consentry.limits import Limits, RateLimit
 from consentry.policy.document import Policy
-from consentry.policy.evaluate import Ruling
 from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import ImageRejected
 from consentry.signals.sandbox import Sandbox, shared_sandbox
 from consentry.store import Database
-from consentry.store.dialect import upsert_insert
-from consentry.store.models import (
-    CaseBankEntry,
-    CaseEvent,
-    CaseItem,
-    CaseJob,
-    CaseKey,
-    Notification,
-    RemovalAttempt,
-    RemovalJob,
-    Strike,
-    TakedownCase,
-)
+from consentry.store.models import CaseJob, CaseKey, Strike, TakedownCase
+
+__all__ = ["CaseNotFound", "CaseStateError", "SubmitResult", "TakedownService"]
 
 _log = logging.getLogger(__name__)
 
-TAKEDOWN_BANK = "takedowns"
-CLAUSE = "II-3"  # known intimate image shared without consent
 MAX_IMAGES = 4
 MAX_LOCATORS = 50
 MAX_TEXT = 5000
-_CLAIM = timedelta(minutes=2)  # a claimed job another worker may take over after this
-_SENDERS = 8  # callbacks in flight at once
 INTAKE_LEASE: Final = timedelta(minutes=1)  # a worker that died holding intake: retaken
 _INTAKE_ATTEMPTS: Final = 3
-# Cases that stand behind their removals and bank entries (others were undone or refused).
-_UNDONE: Final = frozenset({CaseStatus.REVERSED, CaseStatus.REJECTED})
 
 # Public endpoints, per client: enough for a person or a helper organisation filing for
 # several images, not for a flood of bogus removals; and failed status-page lookups (on
@@ -121,18 +98,6 @@ LOOKUPS: Final = RateLimit(
 _LOCAL: Final = "local"  # the client of a call made in-process (CLI, tests)
 
 
-class CaseNotFound(NotFound):
-    """No case with that number (and PIN): the same answer either way."""
-
-    code = "case_not_found"
-
-
-class CaseStateError(Conflict):
-    """The action does not apply to the case as it stands."""
-
-    code = "wrong_state"
-
-
 @dataclass(frozen=True)
 class SubmitResult:
     case: CaseView
@@ -141,15 +106,6 @@ class SubmitResult:
     @property
     def missing(self) -> tuple[Missing, ...]:
         return self.case.missing
-
-
-@dataclass
-class _Located:
-    records: dict[str, ContentRecord] = field(default_factory=dict)
-    identified: set[str] = field(default_factory=set)
-    unknown: list[str] = field(default_factory=list)
-    already_removed: list[str] = field(default_factory=list)
-    bank: list[EntryHashes] = field(default_factory=list)
 
 
 class TakedownService:
@@ -166,14 +122,13 @@ class TakedownService:
         self._decode_timeout_s = decode_timeout_s  # None: the sandbox's own
         self.banks = banks
         self.policy = policy
-        self.sender = sender
-        self.callback = callback
         self.status_url = status_url
-        self.appeal_url = appeal_url
         self._clock = clock or (lambda: datetime.now(UTC))
         self.limits = limits or Limits(db, clock=self._clock)
         self.intake_lease = intake_lease
-        self._dispatch_lock = threading.Lock()
+        self.log = CaseLog(db, sender, self._clock)
+        self.removals = RemovalQueue(self.log, banks.content, policy, callback=callback,
+                                     appeal_url=appeal_url, clock=self._clock)
 
     @classmethod
     def from_settings(cls, db: Database, banks: BankServices, policy: Policy,
@@ -194,23 +149,6 @@ class TakedownService:
                    sandbox=sandbox or shared_sandbox(settings.sandbox_limits()),
                    decode_timeout_s=settings.analysis_timeout_s)
 
-    def run_retries(self, stop: threading.Event, every_s: float = 5.0) -> None:
-        """A server's background worker until ``stop`` is set: finish intake that a
-        crashed process left (at once, then every round), retry due callbacks, and now
-        and then forget expired rate-limit counts."""
-        rounds = 0
-        while True:
-            try:
-                self.resume_intake()
-                self.dispatch()
-                if rounds % 720 == 0:  # hourly at the default pace
-                    self.limits.prune()
-            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
-                _log.exception("takedown worker round failed; retrying in %.0f s", every_s)
-            rounds += 1
-            if stop.wait(every_s):
-                return
-
     def now(self) -> datetime:
         return self._clock()
 
@@ -221,6 +159,14 @@ class TakedownService:
 
     def _fingerprint(self, data: bytes) -> Fingerprint:
         return self.sandbox.fingerprint(data, timeout_s=self._decode_timeout_s)
+
+    @property
+    def callback(self) -> PlatformCallback | None:
+        return self.removals.callback
+
+    def dispatch(self) -> int:
+        """Make the removal callbacks that are due (see ``RemovalQueue.dispatch``)."""
+        return self.removals.dispatch()
 
     def close(self) -> None:
         if self.callback is not None:
@@ -246,7 +192,7 @@ class TakedownService:
         missing = check_completeness(submission).missing
         keys = _keys(submission.locator)
         with self.db.transaction() as s:
-            primary = self._open_case_with(s, keys) if not missing else None
+            primary = self.log.open_case_with(s, keys) if not missing else None
             row = TakedownCase(number=new_case_number(), pin_hash=hash_pin(pin),
                                regime=submission.regime.value, channel=channel,
                                received_at=now, deadline_at=now + REMOVAL_DEADLINE,
@@ -256,13 +202,13 @@ class TakedownService:
             s.flush()
             s.add_all(CaseKey(case_id=row.id, key=k) for k in keys)
             if missing:
-                self._event(s, row, EventKind.INCOMPLETE, "requester",
+                self.log.event(s, row, EventKind.INCOMPLETE, "requester",
                             missing=[asdict(m) for m in missing])
             else:
-                self._event(s, row, EventKind.RECEIVED, "requester", channel=channel)
+                self.log.event(s, row, EventKind.RECEIVED, "requester", channel=channel)
             if primary is not None:
-                self._event(s, row, EventKind.DUPLICATE_MERGED, "system", into=primary.number)
-                self._event(s, primary, EventKind.DUPLICATE_MERGED, "system",
+                self.log.event(s, row, EventKind.DUPLICATE_MERGED, "system", into=primary.number)
+                self.log.event(s, primary, EventKind.DUPLICATE_MERGED, "system",
                             duplicate=row.number)
             job = self._intake_job(s, row, now)
             number = row.number
@@ -282,15 +228,15 @@ class TakedownService:
         missing = check_completeness(submission).missing
         now = self._clock()
         with self.db.transaction() as s:
-            row = self._row(s, case.number)
+            row = self.log.row(s, case.number)
             row.submission = submission_to_dict(submission)
             s.add_all(CaseKey(case_id=row.id, key=k) for k in _keys(submission.locator))
-            self._event(s, row, EventKind.AMENDED, "requester")
+            self.log.event(s, row, EventKind.AMENDED, "requester")
             if missing:
-                self._event(s, row, EventKind.INCOMPLETE, "requester",
+                self.log.event(s, row, EventKind.INCOMPLETE, "requester",
                             missing=[asdict(m) for m in missing])
             else:
-                self._event(s, row, EventKind.RECEIVED, "requester", channel=row.channel)
+                self.log.event(s, row, EventKind.RECEIVED, "requester", channel=row.channel)
             job = self._intake_job(s, row, now)
         self._run_intake(job, fps, callbacks_now=callbacks_now)
         return SubmitResult(self.view(case.number), pin)
@@ -362,7 +308,7 @@ class TakedownService:
                 job.state, job.finished_at = "failed", now  # a case worker takes over
             else:
                 job.claimed_until = now + self.intake_lease * 2 ** job.attempts
-            self._event(s, self._row(s, target), EventKind.PROCESSING_FAILED, "system",
+            self.log.event(s, self.log.row(s, target), EventKind.PROCESSING_FAILED, "system",
                         error=job.last_error, attempts=job.attempts,
                         retrying=job.state == "pending")
 
@@ -374,8 +320,8 @@ class TakedownService:
             return
         kind = "request_incomplete" if missing else "request_received"
         with self.db.transaction() as s:
-            row = self._row(s, number)
-            events = self._view(s, row).events
+            row = self.log.row(s, number)
+            events = self.log.view(s, row).events
             deadline = row.deadline_at
         receipts = [i for i, e in enumerate(events)
                     if e.kind in (EventKind.RECEIVED, EventKind.INCOMPLETE)]
@@ -387,279 +333,41 @@ class TakedownService:
         notice = (notices.request_incomplete(number, regime, email, missing, self.status_url)
                   if missing else
                   notices.request_received(number, regime, email, deadline, self.status_url))
-        self._send(number, notice)
+        self.log.send(number, notice)
 
     # -- locate, bank, remove ---------------------------------------------------------
 
     def _process(self, number: str, submission: TakedownSubmission,
                  fps: Sequence[Fingerprint], *, callbacks_now: bool = True) -> None:
-        found = self._locate(submission.locator, fps)
+        found = locate(self.banks.content, submission.locator, fps)
         items = [LocatedItem(r.content_id, r.account_id, r.distance or 0,
                              r.content_id in found.identified)
                  for r in sorted(found.records.values(), key=lambda r: r.content_id)]
         now = self._clock()
         with self.db.transaction() as s:
-            row = self._row(s, number)
-            view = self._view(s, row)
+            row = self.log.row(s, number)
+            view = self.log.view(s, row)
             if submission.csam and not view.escalated:
-                self._event(s, row, EventKind.ESCALATED, "system",
+                self.log.event(s, row, EventKind.ESCALATED, "system",
                             reason="reported as child sexual abuse material: needs a human "
                                    "review and a report to the authorities")
             if found.unknown:
-                self._event(s, row, EventKind.NOT_FOUND, "system", unknown=found.unknown)
+                self.log.event(s, row, EventKind.NOT_FOUND, "system", unknown=found.unknown)
             if found.already_removed:
-                self._event(s, row, EventKind.ALREADY_REMOVED, "system",
+                self.log.event(s, row, EventKind.ALREADY_REMOVED, "system",
                             content_ids=found.already_removed)
             if items:
-                self._event(s, row, EventKind.LOCATED, "system",
+                self.log.event(s, row, EventKind.LOCATED, "system",
                             items=[asdict(i) for i in items])
                 for item in items:
-                    self._queue(s, row, item.content_id, "remove", now)
-                self._event(s, row, EventKind.REMOVAL_REQUESTED, "system", count=len(items))
-            self._claim_items(s, row, [i.content_id for i in items] + found.already_removed)
-        self._bank(number, found.bank)
+                    self.removals.queue(s, row, item.content_id, "remove", now)
+                self.log.event(s, row, EventKind.REMOVAL_REQUESTED, "system", count=len(items))
+            claim_items(s, row, [i.content_id for i in items] + found.already_removed)
+        bank_for_case(self.banks.registry, self.log, number, found.bank)
         if not items:
-            self._settle(number)  # nothing to remove: tell the requester now
+            self.removals.settle(number)  # nothing to remove: tell the requester now
         if callbacks_now:
             self.dispatch()
-
-    def _locate(self, locator: ContentLocator, fps: Sequence[Fingerprint]) -> _Located:
-        """The named items, and every copy of them and of the reported images. Copies are
-        found exactly as a bank sweep finds them (``banks.sweep.copies_of``); named items
-        already taken down are reported as such, not removed or struck again."""
-        content = self.banks.content
-        found = _Located()
-        named: list[ContentRecord] = []
-        for content_id in locator.content_ids:
-            record = content.get(content_id)
-            named.append(record) if record else found.unknown.append(content_id)
-        for url in locator.urls:
-            record = content.by_url(url)
-            named.append(record) if record else found.unknown.append(url)
-        for record in named:
-            hashes = content.stored_hashes(record.content_id)
-            if hashes is None:
-                continue
-            found.bank.append(hashes)
-            if record.removed:
-                if record.content_id not in found.already_removed:
-                    found.already_removed.append(record.content_id)
-            else:
-                found.identified.add(record.content_id)
-                found.records[record.content_id] = record
-            self._add_copies(found, hashes)
-        for fp in fps:  # the pixels are at hand: also their exact rotations and mirrors
-            found.bank.append(entry_hashes(fp))
-            self._add_copies(found, entry_hashes(fp), fp.query_array())
-        if not fps:  # a moderator re-running a case, or a job finished after a restart
-            for md5, variants in _stored_images(locator):
-                found.bank.append(EntryHashes(md5=md5, pdq_variants=variants))
-                self._add_copies(found, found.bank[-1])
-        for md5 in locator.md5_hashes:
-            found.bank.append(EntryHashes(md5=md5.lower()))
-            self._add_copies(found, found.bank[-1])
-        for pdq in locator.pdq_hashes:
-            found.bank.append(EntryHashes(pdq=pdq.lower()))
-            self._add_copies(found, found.bank[-1])
-        return found
-
-    def _add_copies(self, found: _Located, hashes: EntryHashes,
-                    exact: np.ndarray | None = None) -> None:
-        for record in copies_of(self.banks.content, hashes, exact=exact,
-                                include_removed=True):
-            if record.removed:  # down already: the case stands behind it, nothing to do
-                if record.content_id not in found.already_removed:
-                    found.already_removed.append(record.content_id)
-                continue
-            known = found.records.get(record.content_id)
-            if known is None or (record.distance or 0) < (known.distance or 0):
-                found.records[record.content_id] = record
-
-    def _claim_items(self, s: Session, row: TakedownCase, content_ids: Sequence[str]) -> None:
-        """Record which content the case stands behind (for reversals of other cases)."""
-        for content_id in dict.fromkeys(content_ids):
-            s.execute(upsert_insert(s, CaseItem).values(case_id=row.id, content_id=content_id)
-                      .on_conflict_do_nothing(index_elements=["case_id", "content_id"]))
-
-    def _bank(self, number: str, hashes: Sequence[EntryHashes]) -> None:
-        """Bank the case's hashes under II-3 and hold the entries: a new entry, one already
-        there (from another case, an import or an administrator), or one a reversal had
-        disabled, which this case turns back on."""
-        registry = self.banks.registry
-        try:
-            registry.get(TAKEDOWN_BANK)
-        except BankError:
-            with suppress(BankError):  # created concurrently
-                registry.create(TAKEDOWN_BANK, "block", "ncii", actor="takedowns",
-                                description="images removed on a victim's takedown request")
-        held: dict[int, bool] = {}  # entry id -> this case made it active
-        for h in hashes:
-            try:
-                held[registry.add_entry(
-                    TAKEDOWN_BANK, h, source="takedown", clause=CLAUSE, takedown_case=number,
-                    details={"case": number}, actor="takedowns").id] = True
-            except DuplicateEntry as dup:
-                entry = registry.entry(dup.entry_id)
-                if entry.status == "disabled":
-                    registry.set_entry_enabled(entry.id, True, actor=f"takedowns:{number}")
-                    held[entry.id] = True
-                else:
-                    held.setdefault(entry.id, False)
-        if not held:
-            return
-        with self.db.transaction() as s:
-            row = self._row(s, number)
-            for entry_id, activated in held.items():
-                s.execute(upsert_insert(s, CaseBankEntry)
-                          .values(case_id=row.id, entry_id=entry_id, activated=activated)
-                          .on_conflict_do_nothing(index_elements=["case_id", "entry_id"]))
-            self._event(s, row, EventKind.BANKED, "system", bank=TAKEDOWN_BANK,
-                        entries=sorted(held),
-                        activated=sorted(e for e, made in held.items() if made))
-
-    def _queue(self, s: Session, row: TakedownCase, content_id: str, action: str,
-               now: datetime) -> None:
-        key = f"{row.number}:{content_id}:{action}"
-        job = s.scalars(select(RemovalJob).where(RemovalJob.idempotency_key == key)).first()
-        if job is None:
-            s.add(RemovalJob(case_id=row.id, content_id=content_id, action=action,
-                             idempotency_key=key, state="pending", attempts=0,
-                             next_attempt_at=now, created_at=now))
-        elif job.state == "failed":  # a moderator asked again: start a fresh series
-            job.state, job.attempts, job.next_attempt_at = "pending", 0, now
-
-    def dispatch(self, *, limit: int = 500) -> int:
-        """Make the callbacks that are due (first tries and retries); returns how many
-        attempts were made. Safe to run from several processes: jobs are claimed."""
-        callback = self.callback
-        if callback is None:
-            return 0
-        with self._dispatch_lock:
-            jobs = self._claim(limit)
-            if not jobs:
-                return 0
-            with ThreadPoolExecutor(min(_SENDERS, len(jobs))) as pool:
-                results = list(pool.map(lambda j: (j, callback.send(j[1])), jobs))
-            cases = {self._finish(job_id, result) for (job_id, _), result in results}
-            for number in cases:
-                self._settle(number)
-            return len(results)
-
-    def _claim(self, limit: int) -> list[tuple[int, RemovalRequest]]:
-        now = self._clock()
-        with self.db.transaction() as s:
-            due = s.execute(
-                select(RemovalJob, TakedownCase.number, TakedownCase.regime)
-                .join(TakedownCase, TakedownCase.id == RemovalJob.case_id)
-                .where(RemovalJob.state == "pending", RemovalJob.next_attempt_at <= now,
-                       or_(RemovalJob.claimed_until.is_(None), RemovalJob.claimed_until < now))
-                .order_by(RemovalJob.next_attempt_at).limit(limit)
-                # Another dispatcher (process) skips what this one is claiming.
-                .with_for_update(of=RemovalJob, skip_locked=True)).all()
-            out = []
-            for job, number, regime in due:
-                job.claimed_until = now + _CLAIM
-                out.append((job.id, RemovalRequest(job.action, job.content_id, number, regime,
-                                                   CLAUSE, job.idempotency_key)))
-            return out
-
-    def _finish(self, job_id: int, result: AttemptResult) -> str:
-        now = self._clock()
-        with self.db.transaction() as s:
-            job = s.get(RemovalJob, job_id)
-            assert job is not None
-            row = s.get(TakedownCase, job.case_id)
-            assert row is not None
-            job.attempts += 1
-            job.claimed_until = None
-            s.add(RemovalAttempt(job_id=job.id, at=now, outcome=result.outcome,
-                                 status_code=result.status_code, detail=result.detail,
-                                 duration_ms=result.duration_ms))
-            if result.succeeded:
-                job.state, job.finished_at, job.last_error = "done", now, None
-                restored = job.action == "restore"
-                self._event(s, row, EventKind.ITEM_RESTORED if restored
-                            else EventKind.ITEM_REMOVED, "system",
-                            content_id=job.content_id, attempts=job.attempts,
-                            outcome=result.outcome)
-            else:
-                job.last_error = f"{result.outcome} {result.status_code or ''} {result.detail}"
-                delay = retry_delay(job.attempts)
-                if delay is None:
-                    job.state, job.finished_at = "failed", now
-                    self._event(s, row, EventKind.REMOVAL_FAILED, "system",
-                                content_id=job.content_id, action=job.action,
-                                attempts=job.attempts, error=job.last_error[:300])
-                else:
-                    job.next_attempt_at = now + delay
-            number = row.number
-        if result.succeeded:
-            self.banks.content.mark_removed([job.content_id], removed=job.action == "remove")
-        return number
-
-    def _settle(self, number: str) -> None:
-        """Once no callback is pending: strike the uploaders of what this case removed,
-        close the case and tell everyone (each at most once per case)."""
-        with self.db.transaction() as s:
-            row = self._row(s, number)
-            pending = s.scalar(select(func.count()).select_from(RemovalJob).where(
-                RemovalJob.case_id == row.id, RemovalJob.state == "pending"))
-            if pending:
-                return
-            view = self._view(s, row)
-            if view.status is not CaseStatus.LOCATED and (view.located or
-                                                          view.status in CLOSED_STATUSES):
-                return
-            struck = {e.details.get("account") for e in view.events
-                      if e.kind is EventKind.STRUCK}
-            removed_here = set(view.removed_here)
-            uploaders: dict[str, list[str]] = {}
-            for item in view.located:
-                if item.content_id in removed_here and item.account_id:
-                    uploaders.setdefault(item.account_id, []).append(item.content_id)
-            now = self._clock()
-            for account, content_ids in uploaders.items():
-                if account not in struck:
-                    self._strike(s, row, account, content_ids, now)
-            down = len(view.removed) + len(view.already_removed)
-            complete = bool(down) and not view.failed and len(view.removed) == len(view.located)
-            if complete:
-                row.closed_at = now
-                self._event(s, row, EventKind.CLOSED, "system", removed=len(view.removed),
-                            already_removed=len(view.already_removed))
-            regime, requesters = row.regime, self._requesters(s, row)
-            banked = any(e.kind is EventKind.BANKED for e in view.events)
-            located, removed = view.located, set(view.removed)
-            already = len(view.already_removed)
-        if not located and not complete:
-            for email in requesters:
-                self._send(number, notices.nothing_found(number, Regime(regime), email,
-                                                         banked=banked))
-            return
-        for account, content_ids in uploaders.items():
-            if account not in struck:
-                self._send(number, notices.statement_of_reasons(
-                    number, Regime(regime), account, content_ids, self._clause_title(),
-                    automated=True, appeal_url=self.appeal_url, appeal_days=APPEAL_DAYS))
-        if complete:
-            copies = sum(1 for i in located if not i.identified and i.content_id in removed)
-            for email in requesters:
-                self._send(number, notices.content_removed(
-                    number, Regime(regime), email, down, copies,
-                    already_removed=already, banked=banked))
-
-    def _strike(self, s: Session, row: TakedownCase, account: str,
-                content_ids: Sequence[str], now: datetime) -> None:
-        ensure_account(s, account, now, lock=True)
-        before = load_standing(s, account, now)
-        consequence = consequence_of(Ruling("block", CLAUSE, ()), before, self.policy, now)
-        record_consequence(s, account, CLAUSE, consequence, None, now, takedown_case=row.number)
-        self._event(s, row, EventKind.STRUCK, "system", account=account,
-                    content_ids=list(content_ids), weight=consequence.strike_weight,
-                    suspended=consequence.suspends)
-
-    def _clause_title(self) -> str:
-        return f"{CLAUSE}: {self.policy.clause(CLAUSE).title}"
 
     # -- moderators ---------------------------------------------------------------------
 
@@ -674,13 +382,13 @@ class TakedownService:
         if view.status not in {CaseStatus.RECEIVED, CaseStatus.LOCATED, CaseStatus.APPEALED}:
             raise CaseStateError(f"case {view.number} is {view.status.value}; nothing to remove")
         with self.db.transaction() as s:
-            row = self._row(s, view.number)
+            row = self.log.row(s, view.number)
             submission = submission_from_dict(row.submission)
             if check_completeness(submission).missing:
                 raise CaseStateError(f"case {view.number} is an incomplete request; it "
                                      "cannot be acted on until the requester completes it")
             row.closed_at = None
-            self._event(s, row, EventKind.RECEIVED, actor, automated=False,
+            self.log.event(s, row, EventKind.RECEIVED, actor, automated=False,
                         note="removal confirmed by a moderator")
             # The moderator's action supersedes intake still waiting for a retry.
             s.execute(update(CaseJob).where(CaseJob.case_id == row.id,
@@ -690,10 +398,7 @@ class TakedownService:
             submission = _with_content_ids(submission, content_ids)
         self._process(view.number, submission, ())
         with self.db.transaction() as s:
-            row = self._row(s, view.number)
-            for job in s.scalars(select(RemovalJob).where(RemovalJob.case_id == row.id,
-                                                           RemovalJob.state == "failed")):
-                self._queue(s, row, job.content_id, job.action, self._clock())
+            self.removals.requeue_failed(s, self.log.row(s, view.number), self._clock())
         self.dispatch()
         return self.view(view.number)
 
@@ -710,15 +415,13 @@ class TakedownService:
         if view.removed_here:
             raise CaseStateError(f"case {view.number} has removed content; reverse it instead")
         with self.db.transaction() as s:
-            row = self._row(s, view.number)
-            s.execute(update(RemovalJob).where(RemovalJob.case_id == row.id,
-                                               RemovalJob.state == "pending")
-                      .values(state="failed", last_error="case rejected"))
+            row = self.log.row(s, view.number)
+            self.removals.cancel_pending(s, row, "case rejected")
             row.closed_at = self._clock()
-            self._event(s, row, EventKind.REJECTED, actor, automated=False, reasons=reasons)
-            requesters = self._requesters(s, row)
+            self.log.event(s, row, EventKind.REJECTED, actor, automated=False, reasons=reasons)
+            requesters = self.log.requesters(s, row)
         for email in requesters:
-            self._send(view.number, notices.request_rejected(view.number, Regime(view.regime),
+            self.log.send(view.number, notices.request_rejected(view.number, Regime(view.regime),
                                                              email, reasons))
         return self.view(view.number)
 
@@ -736,54 +439,32 @@ class TakedownService:
                                  "whose content was removed can be reversed")
         now = self._clock()
         with self.db.transaction() as s:
-            row = self._row(s, view.number)
-            others = self._standing_claims(s, row)
+            row = self.log.row(s, view.number)
+            others = claimed_elsewhere(s, row, self.log.view)
             restore = [c for c in view.removed_here if c not in others]
             for content_id in restore:
-                self._queue(s, row, content_id, "restore", now)
+                self.removals.queue(s, row, content_id, "restore", now)
             s.execute(update(Strike).where(Strike.takedown_case == row.number,
                                            Strike.revoked_at.is_(None)).values(revoked_at=now))
             row.closed_at = now
-            self._event(s, row, EventKind.REVERSED, actor, automated=False, reason=reason,
+            self.log.event(s, row, EventKind.REVERSED, actor, automated=False, reason=reason,
                         restored=restore, kept=[c for c in view.removed_here if c in others])
-            release = self._entries_to_release(s, row)
-            requesters = self._requesters(s, row)
+            release = entries_to_release(s, row, self.log.view)
+            requesters = self.log.requesters(s, row)
         for entry_id in release:
             with suppress(BankError):  # already removed by an administrator
                 self.banks.registry.set_entry_enabled(entry_id, False, actor=actor)
         regime = Regime(view.regime)
         for email in requesters:
-            self._send(view.number, notices.removal_reversed(view.number, regime, email, reason))
+            self.log.send(view.number, notices.removal_reversed(view.number, regime, email, reason))
         by_account: dict[str, list[str]] = {}
         for item in view.located:
             if item.content_id in restore and item.account_id:
                 by_account.setdefault(item.account_id, []).append(item.content_id)
         for account, ids in by_account.items():
-            self._send(view.number, notices.restored(view.number, account, ids, reason))
+            self.log.send(view.number, notices.restored(view.number, account, ids, reason))
         self.dispatch()
         return self.view(view.number)
-
-    def _standing_claims(self, s: Session, row: TakedownCase) -> set[str]:
-        """Content that other cases, not reversed or rejected, stand behind."""
-        claims = s.execute(select(CaseItem.content_id, TakedownCase).join(
-            TakedownCase, TakedownCase.id == CaseItem.case_id).where(
-            CaseItem.case_id != row.id, CaseItem.content_id.in_(
-                select(CaseItem.content_id).where(CaseItem.case_id == row.id)))).all()
-        return {content_id for content_id, other in claims
-                if self._view(s, other).status not in _UNDONE}
-
-    def _entries_to_release(self, s: Session, row: TakedownCase) -> list[int]:
-        """The entries this case made active that no other standing case holds."""
-        mine = s.scalars(select(CaseBankEntry.entry_id).where(
-            CaseBankEntry.case_id == row.id, CaseBankEntry.activated.is_(True))).all()
-        release = []
-        for entry_id in mine:
-            holders = s.scalars(select(TakedownCase).join(
-                CaseBankEntry, CaseBankEntry.case_id == TakedownCase.id).where(
-                CaseBankEntry.entry_id == entry_id, TakedownCase.id != row.id)).all()
-            if all(self._view(s, other).status in _UNDONE for other in holders):
-                release.append(entry_id)
-        return release
 
     def appeal(self, number: str, pin: str, reason: str, *, client: str = _LOCAL) -> CaseView:
         """The requester contests a rejection."""
@@ -792,9 +473,9 @@ class TakedownService:
             raise CaseStateError(f"case {case.number} is {case.status.value}; only a "
                                  "rejected request can be appealed")
         with self.db.transaction() as s:
-            row = self._row(s, case.number)
+            row = self.log.row(s, case.number)
             row.closed_at = None
-            self._event(s, row, EventKind.APPEALED, "requester", automated=False,
+            self.log.event(s, row, EventKind.APPEALED, "requester", automated=False,
                         reason=reason.strip()[:MAX_TEXT])
         return self.view(case.number)
 
@@ -826,14 +507,14 @@ class TakedownService:
 
     def view(self, number: str) -> CaseView:
         with self.db.transaction() as s:
-            row = self._row(s, number)
+            row = self.log.row(s, number)
             if row.merged_into:  # a merged duplicate shows the case doing the work
-                primary = self._view(s, self._row(s, row.merged_into))
-                return replace(self._view(s, row), status=primary.status,
+                primary = self.log.view(s, self.log.row(s, row.merged_into))
+                return replace(self.log.view(s, row), status=primary.status,
                                removed_at=primary.removed_at, located=primary.located,
                                removed=primary.removed, failed=primary.failed,
                                already_removed=primary.already_removed)
-            return self._view(s, row)
+            return self.log.view(s, row)
 
     def list_cases(self, due: Due = Due.OPEN) -> list[CaseView]:
         """Open cases (not merged), soonest deadline first; ``overdue`` or ``at_risk``
@@ -843,7 +524,7 @@ class TakedownService:
             rows = s.scalars(select(TakedownCase).where(
                 TakedownCase.closed_at.is_(None), TakedownCase.merged_into.is_(None))
                 .order_by(TakedownCase.deadline_at)).all()
-            views = [self._view(s, r) for r in rows]
+            views = [self.log.view(s, r) for r in rows]
         # Escalated cases (reported CSAM) first, then by deadline.
         views = sorted((v for v in views if v.status not in CLOSED_STATUSES),
                        key=lambda v: not v.escalated)
@@ -853,81 +534,7 @@ class TakedownService:
             return [v for v in views if due_state(v.deadline_at, now) is Due.AT_RISK]
         return [v for v in views if due_state(v.deadline_at, now) is Due.OVERDUE]
 
-    def sla(self, since: datetime | None = None) -> dict[str, Any]:
-        """Receipt-to-removal figures for the transparency report (one aggregate query
-        each; the time to removal is from receipt to the case's last ``closed`` event)."""
-        cases = select(TakedownCase.id).where(TakedownCase.merged_into.is_(None))
-        if since is not None:
-            cases = cases.where(TakedownCase.received_at >= since)
-        with self.db.transaction() as s:
-            total = s.scalar(select(func.count()).select_from(cases.subquery()))
-            still_open = s.scalar(select(func.count()).select_from(
-                cases.where(TakedownCase.closed_at.is_(None)).subquery()))
-            closed = s.execute(
-                select(TakedownCase.received_at, func.max(CaseEvent.at))
-                .join(CaseEvent, CaseEvent.case_id == TakedownCase.id)
-                .where(TakedownCase.id.in_(cases), CaseEvent.kind == EventKind.CLOSED.value)
-                .group_by(TakedownCase.id, TakedownCase.received_at)).all()
-        times = sorted((at - received).total_seconds() for received, at in closed)
-        return {
-            "cases": total,
-            "removed": len(times),
-            "removed_within_deadline": sum(1 for t in times
-                                           if t <= REMOVAL_DEADLINE.total_seconds()),
-            "median_time_to_removal_s": times[len(times) // 2] if times else None,
-            "slowest_time_to_removal_s": times[-1] if times else None,
-            "open": still_open,
-        }
-
     # -- shared steps -------------------------------------------------------------------
-
-    def _row(self, s: Session, number: str) -> TakedownCase:
-        row = s.scalars(select(TakedownCase).where(
-            TakedownCase.number == normalise_case_number(number))).first()
-        if row is None:
-            raise CaseNotFound(f"no case {number!r}")
-        return row
-
-    def _view(self, s: Session, row: TakedownCase) -> CaseView:
-        events = [Event(EventKind(e.kind), e.at, e.actor, e.automated, e.details)
-                  for e in s.scalars(select(CaseEvent).where(CaseEvent.case_id == row.id)
-                                     .order_by(CaseEvent.id))]
-        return fold_case(row.number, row.regime, row.received_at, row.deadline_at,
-                         row.merged_into, events)
-
-    def _open_case_with(self, s: Session, keys: Sequence[str]) -> TakedownCase | None:
-        if not keys:
-            return None
-        return s.scalars(select(TakedownCase).join(CaseKey, CaseKey.case_id == TakedownCase.id)
-                         .where(CaseKey.key.in_(list(keys)), TakedownCase.closed_at.is_(None),
-                                TakedownCase.merged_into.is_(None))
-                         .order_by(TakedownCase.id)).first()
-
-    def _requesters(self, s: Session, row: TakedownCase) -> list[str]:
-        """The case's requester and those of duplicates merged into it."""
-        rows = [row, *s.scalars(select(TakedownCase).where(
-            TakedownCase.merged_into == row.number))]
-        emails = [str(r.submission.get("email", "")).strip() for r in rows]
-        return list(dict.fromkeys(e for e in emails if e))
-
-    def _event(self, s: Session, row: TakedownCase, kind: EventKind, actor: str, *,
-               automated: bool = True, **details: Any) -> None:
-        s.add(CaseEvent(case_id=row.id, kind=kind.value, at=self._clock(), actor=actor,
-                        automated=automated, details=details))
-
-    def _send(self, number: str, notice: notices.Notice) -> None:
-        delivery = self.sender.send(notice)
-        with self.db.transaction() as s:
-            row = self._row(s, number)
-            note = Notification(case_id=row.id, kind=notice.kind, recipient=notice.recipient,
-                                subject=notice.subject, body=notice.body,
-                                channel=delivery.channel, delivered=delivery.delivered,
-                                detail=delivery.detail[:1000], at=self._clock())
-            s.add(note)
-            s.flush()
-            self._event(s, row, EventKind.NOTIFIED, "system", notification=note.id,
-                        notice=notice.kind, delivered=delivery.delivered,
-                        to="requester" if "@" in notice.recipient else notice.recipient)
 
 
 @functools.cache
@@ -984,17 +591,6 @@ def _with_image_hashes(submission: TakedownSubmission,
         loc, images=len(fps), image_md5s=tuple(fp.hashes.md5 or "" for fp in fps),
         image_pdqs=tuple(fp.hashes.pdq.hex for fp in fps if fp.hashes.pdq),
         image_variants=tuple(tuple(entry_hashes(fp).indexed()) for fp in fps)))
-
-
-def _stored_images(locator: ContentLocator) -> list[tuple[str | None, tuple[tuple[str, str],
-                                                                            ...]]]:
-    """The reported images as stored: MD5 and every indexed PDQ variant (cases recorded
-    before variants were kept have the full PDQ only)."""
-    if locator.image_variants:
-        return [(md5 or None, tuple(variants)) for md5, variants in
-                zip(locator.image_md5s, locator.image_variants, strict=False)]
-    return [(md5 or None, (("full", pdq),)) for md5, pdq in
-            zip(locator.image_md5s, locator.image_pdqs, strict=False)]
 
 
 def _with_content_ids(submission: TakedownSubmission,

@@ -14,15 +14,15 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData, UploadFile
 
-from consentry.api.deps import ClientDep, TakedownsDep
-from consentry.api.errors import retry_after, status_of
-from consentry.api.routers._body import read_form, validate
-from consentry.api.schemas.takedowns import TakedownIn
 from consentry.cases.case import CaseStatus
 from consentry.cases.intake import Declaration, Regime, Relationship
 from consentry.cases.notices import REGIME_NAMES, format_deadline
 from consentry.cases.takedowns import SubmitResult
 from consentry.errors import ConsentryError, InvalidRequest
+from consentry.http.bodies import read_form, validate
+from consentry.http.deps import ClientDep, TakedownsDep
+from consentry.http.errors import retry_after, status_of
+from consentry.http.schemas.takedowns import TakedownIn
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")

@@ -17,6 +17,7 @@ from consentry.cases.intake import (
 )
 from consentry.cases.takedowns import CaseNotFound, CaseStateError
 from consentry.errors import InvalidRequest, TooManyAttempts
+from consentry.reporting.sla import takedown_sla
 from consentry.signals.hashing import fingerprint
 from consentry.store.models import Notification, RemovalAttempt, Strike
 
@@ -216,8 +217,8 @@ def test_a_platform_that_is_down_is_recorded_and_retried(takedowns, posted, cloc
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    takedowns.callback = PlatformCallback(f"http://127.0.0.1:{port}/{{content_id}}",
-                                          "a-secret-of-16-chars")
+    takedowns.removals.callback = PlatformCallback(
+        f"http://127.0.0.1:{port}/{{content_id}}", "a-secret-of-16-chars")
     case = takedowns.submit(tida(ContentLocator(content_ids=("post-resized",)))).case
     assert case.status is CaseStatus.LOCATED and not case.removed
     with takedowns.db.transaction() as s:
@@ -227,16 +228,17 @@ def test_a_platform_that_is_down_is_recorded_and_retried(takedowns, posted, cloc
     assert not takedowns.banks.content.get("post-resized").removed  # nothing marked removed
 
 
-def test_an_error_after_intake_keeps_the_case_and_returns_the_pin(takedowns, posted):
+def test_an_error_after_intake_keeps_the_case_and_returns_the_pin(takedowns, posted,
+                                                                  monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("content index unavailable")
 
-    takedowns._locate = broken
-    result = takedowns.submit(tida(ContentLocator(content_ids=("post-resized",))))
+    with monkeypatch.context() as patched:
+        patched.setattr("consentry.cases.takedowns.locate", broken)
+        result = takedowns.submit(tida(ContentLocator(content_ids=("post-resized",))))
     assert len(result.pin) == 8 and result.case.status is CaseStatus.RECEIVED
     assert [e.kind.value for e in result.case.events][-1] == "processing_failed"
     assert [v.number for v in takedowns.list_cases()] == [result.case.number]
-    del takedowns._locate
     assert takedowns.remove(result.case.number, actor="mod").status is CaseStatus.REMOVED
 
 
@@ -264,7 +266,7 @@ def test_sla_figures_count_time_from_receipt_to_removal(takedowns, platform, pos
     clock.advance(seconds=5)
     takedowns.dispatch()
     takedowns.submit(tida(ContentLocator(content_ids=("nothing-here",))))
-    assert takedowns.sla() == {
+    assert takedown_sla(takedowns.db).model_dump() == {
         "cases": 2, "removed": 1, "removed_within_deadline": 1,
         "median_time_to_removal_s": 5.0, "slowest_time_to_removal_s": 5.0, "open": 1}
-    assert takedowns.sla(since=clock())["cases"] == 1
+    assert takedown_sla(takedowns.db, since=clock()).cases == 1

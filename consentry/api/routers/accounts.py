@@ -7,9 +7,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from consentry.access import Scope
 from consentry.api.auth import require
-from consentry.api.deps import GateDep
-from consentry.api.errors import AUTH, responses
 from consentry.gate import AccountState
+from consentry.http.deps import GateDep
+from consentry.http.errors import AUTH, responses
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 

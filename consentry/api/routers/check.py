@@ -6,29 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from consentry.access import Scope
 from consentry.api.auth import require
-from consentry.api.deps import GateDep
-from consentry.api.errors import AUTH, responses
-from consentry.api.routers._body import decode_base64, parse_json, read_form, require_json
 from consentry.errors import InvalidRequest
-from consentry.gate import MAX_IMAGES, MAX_PROMPT_CHARS, Verdict
+from consentry.gate import MAX_IMAGES, Verdict
+from consentry.http.bodies import decode_base64, parse_json, read_form, require_json
+from consentry.http.deps import GateDep
+from consentry.http.errors import AUTH, responses
+from consentry.http.schemas.checks import GenerationCheck
 
 router = APIRouter(prefix="/v1/check", tags=["check"])
-
-
-class GenerationCheck(BaseModel):
-    """A generation or edit request, as the platform is about to run it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field(description=f"the user's prompt, 1-{MAX_PROMPT_CHARS} characters")
-    images: list[str] = Field(default_factory=list,
-                              description=f"input photos as base64, at most {MAX_IMAGES}")
-    account: str | None = Field(default=None, description="the platform's account id")
 
 
 _MULTIPART_SCHEMA = {

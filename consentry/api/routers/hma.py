@@ -25,11 +25,12 @@ from starlette.exceptions import HTTPException
 
 from consentry.access import Scope
 from consentry.api.auth import require
-from consentry.api.errors import AUTH, responses
 from consentry.api.safe_fetch import FetchPolicy, FetchRefused, fetch_image
 from consentry.banks.matcher import BankMatch, BankMatcher
 from consentry.banks.pdq_index import from_hex
 from consentry.config import Settings
+from consentry.http.deps import GateDep
+from consentry.http.errors import AUTH, responses
 from consentry.signals.image import MAX_IMAGE_BYTES, ImageRejected
 from consentry.signals.sandbox import Sandbox
 
@@ -67,22 +68,6 @@ class HmaAbort(Exception):
 
 def _abort(exc: HmaAbort) -> JSONResponse:
     return JSONResponse({"message": str(exc)}, status_code=exc.status)
-
-
-def _settings(request: Request) -> Settings:
-    return request.app.state.gate.settings
-
-
-def _matcher(request: Request) -> BankMatcher:
-    return request.app.state.gate.banks.matcher
-
-
-def _sandbox(request: Request) -> Sandbox:
-    return request.app.state.gate.sandbox
-
-
-def _timeout(request: Request) -> float:
-    return _settings(request).analysis_timeout_s
 
 
 # -- hashing --------------------------------------------------------------------------
@@ -145,7 +130,7 @@ def _fetch(url: str, settings: Settings) -> bytes:
 @router.get("/h/hash", summary="HMA: hash the image at a URL -> {signal_type: hash}",
              responses=_HMA_ERRORS)
 async def hash_url(
-    request: Request,
+    gate: GateDep,
     url: Annotated[str | None, Query()] = None,
     content_type: Annotated[str | None, Query()] = None,
     types: Annotated[str | None, Query()] = None,
@@ -155,9 +140,9 @@ async def hash_url(
             raise HmaAbort(400, "url is required")
         _check_content_type(content_type)
         chosen = _signal_types(types)
-        data = await run_in_threadpool(_fetch, url, _settings(request))
-        return JSONResponse(await run_in_threadpool(_hash, _sandbox(request), data, chosen,
-                                                    _timeout(request)))
+        data = await run_in_threadpool(_fetch, url, gate.settings)
+        return JSONResponse(await run_in_threadpool(_hash, gate.sandbox, data, chosen,
+                                                    gate.settings.analysis_timeout_s))
     except HmaAbort as exc:
         return _abort(exc)
 
@@ -184,13 +169,13 @@ async def _uploaded_photo(request: Request) -> bytes:
 @router.post("/h/hash", summary="HMA: hash an uploaded photo (multipart field 'photo')",
              responses=_HMA_ERRORS)
 async def hash_upload(
-    request: Request, types: Annotated[str | None, Query()] = None,
+    request: Request, gate: GateDep, types: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
     try:
         chosen = _signal_types(types)
         data = await _uploaded_photo(request)
-        return JSONResponse(await run_in_threadpool(_hash, _sandbox(request), data, chosen,
-                                                    _timeout(request)))
+        return JSONResponse(await run_in_threadpool(_hash, gate.sandbox, data, chosen,
+                                                    gate.settings.analysis_timeout_s))
     except HmaAbort as exc:
         return _abort(exc)
 
@@ -247,7 +232,7 @@ def _banks(value: str | None) -> set[str] | None:
 @router.get("/m/lookup", summary="HMA: banks matching a hash (or the image at a URL)",
              responses=_HMA_ERRORS)
 async def lookup(
-    request: Request,
+    gate: GateDep,
     signal: Annotated[str | None, Query()] = None,
     signal_type: Annotated[str | None, Query()] = None,
     url: Annotated[str | None, Query()] = None,
@@ -256,13 +241,13 @@ async def lookup(
     seed: Annotated[str | None, Query(description="accepted for HMA clients; unused")] = None,
     bypass_coinflip: Annotated[bool, Query(description="accepted; unused")] = False,
 ) -> JSONResponse:
-    matcher = _matcher(request)
+    matcher = gate.banks.matcher
     try:
         if url:
             _check_content_type(content_type)
-            data = await run_in_threadpool(_fetch, url, _settings(request))
-            by_type = await run_in_threadpool(_lookup_image, matcher, _sandbox(request), data,
-                                              _banks(banks), _timeout(request))
+            data = await run_in_threadpool(_fetch, url, gate.settings)
+            by_type = await run_in_threadpool(_lookup_image, matcher, gate.sandbox, data,
+                                              _banks(banks), gate.settings.analysis_timeout_s)
             # As HMA: naming a signal type elides the outer object.
             if signal_type is not None:
                 return JSONResponse(by_type.get(signal_type, {}))
@@ -279,14 +264,15 @@ async def lookup(
              responses=_HMA_ERRORS)
 async def lookup_upload(
     request: Request,
+    gate: GateDep,
     banks: Annotated[str | None, Query(description="comma-separated bank names")] = None,
     seed: Annotated[str | None, Query(description="accepted for HMA clients; unused")] = None,
     bypass_coinflip: Annotated[bool, Query(description="accepted; unused")] = False,
 ) -> JSONResponse:
     try:
         data = await _uploaded_photo(request)
-        return JSONResponse(await run_in_threadpool(_lookup_image, _matcher(request),
-                                                    _sandbox(request), data, _banks(banks),
-                                                    _timeout(request)))
+        return JSONResponse(await run_in_threadpool(_lookup_image, gate.banks.matcher,
+                                                    gate.sandbox, data, _banks(banks),
+                                                    gate.settings.analysis_timeout_s))
     except HmaAbort as exc:
         return _abort(exc)

@@ -7,13 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
 
 from consentry.access import Scope
 from consentry.api.auth import require
-from consentry.api.deps import GateDep
-from consentry.api.errors import AUTH, responses
-from consentry.api.routers._body import (
+from consentry.gate import Verdict
+from consentry.http.bodies import (
     decode_base64,
     form_file,
     form_text,
@@ -22,33 +20,11 @@ from consentry.api.routers._body import (
     read_form,
     require_json,
 )
-from consentry.gate import Verdict
+from consentry.http.deps import GateDep
+from consentry.http.errors import AUTH, responses
+from consentry.http.schemas.checks import OutputCheck, UploadCheck
 
 router = APIRouter(prefix="/v1/check", tags=["check"])
-
-
-class UploadCheck(BaseModel):
-    """An image a user is uploading to the platform."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    image: str = Field(description="the image, base64")
-    account: str | None = Field(default=None, description="the uploader's account id")
-    content_id: str | None = Field(
-        default=None, description="the platform's id for this upload: it joins the content "
-                                  "index so that later bank entries find it (sweep)")
-    url: str | None = Field(default=None, description="where the upload will be shown")
-
-
-class OutputCheck(BaseModel):
-    """An image the platform's model generated, before anyone sees it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    image: str = Field(description="the generated image, base64")
-    generation_id: str | None = Field(
-        default=None, description="the verdict id of the generation check that let the "
-                                  "request run (ties the output to the account)")
 
 
 def _multipart_schema(fields: dict[str, Any]) -> dict[str, Any]:

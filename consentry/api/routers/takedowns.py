@@ -14,10 +14,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from consentry.access import Principal, Scope
 from consentry.api.auth import require
-from consentry.api.deps import ClientDep, TakedownsDep
-from consentry.api.errors import AUTH, responses
-from consentry.api.routers._body import decode_base64
-from consentry.api.schemas.takedowns import (
+from consentry.cases.case import Due
+from consentry.cases.takedowns import SubmitResult
+from consentry.http.bodies import decode_base64
+from consentry.http.deps import ClientDep, TakedownsDep
+from consentry.http.errors import AUTH, responses
+from consentry.http.schemas.takedowns import (
     AppealIn,
     CaseListOut,
     CaseOut,
@@ -25,12 +27,10 @@ from consentry.api.schemas.takedowns import (
     RejectIn,
     RemoveIn,
     ReverseIn,
-    SlaOut,
     SubmittedOut,
     TakedownIn,
 )
-from consentry.cases.case import Due
-from consentry.cases.takedowns import SubmitResult
+from consentry.reporting.sla import takedown_sla
 
 router = APIRouter(prefix="/v1/takedowns", tags=["takedowns"])
 
@@ -98,7 +98,7 @@ async def list_cases(svc: TakedownsDep, _: CaseWorker,
     views = await run_in_threadpool(svc.list_cases, due)
     now = svc.now()
     return CaseListOut(due=due, cases=[CaseRecordOut.of_record(v, now) for v in views],
-                       sla=SlaOut.model_validate(await run_in_threadpool(svc.sla)))
+                       sla=await run_in_threadpool(takedown_sla, svc.db))
 
 
 @router.get("/{number}/record", response_model=CaseRecordOut,

@@ -16,6 +16,7 @@ from consentry.cases.intake import (
     TakedownSubmission,
 )
 from consentry.cases.takedowns import MAX_IMAGES, MAX_LOCATORS, MAX_TEXT
+from consentry.reporting.sla import TakedownSla
 
 
 class TakedownIn(BaseModel):
@@ -125,19 +126,10 @@ class CaseRecordOut(CaseOut):
         return cls.model_validate(view.to_dict(now))
 
 
-class SlaOut(BaseModel):
-    cases: int
-    removed: int
-    removed_within_deadline: int
-    median_time_to_removal_s: float | None
-    slowest_time_to_removal_s: float | None
-    open: int
-
-
 class CaseListOut(BaseModel):
     due: Due
     cases: list[CaseRecordOut]
-    sla: SlaOut
+    sla: TakedownSla
 
 
 class AppealIn(BaseModel):

@@ -1,0 +1,90 @@
+"""A takedown case's file: its row, the events appended to it, the view folded from them,
+and the notices sent on it. Every action and worker goes through here, so that what
+happened to a case is always an event, and every message sent is recorded whether it was
+delivered or not (the model Bluesky's Ozone uses: ``logEvent`` -> status -> views)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consentry.cases import notices
+from consentry.cases.case import CaseView, Event, EventKind, fold_case, normalise_case_number
+from consentry.cases.senders import Sender
+from consentry.errors import Conflict, NotFound
+from consentry.store import Database
+from consentry.store.models import CaseEvent, CaseKey, Notification, TakedownCase
+
+
+class CaseNotFound(NotFound):
+    """No case with that number (and PIN): the same answer either way."""
+
+    code = "case_not_found"
+
+
+class CaseStateError(Conflict):
+    """The action does not apply to the case as it stands."""
+
+    code = "wrong_state"
+
+
+class CaseLog:
+    def __init__(self, db: Database, sender: Sender, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.sender = sender
+        self.clock = clock
+
+    def row(self, s: Session, number: str) -> TakedownCase:
+        row = s.scalars(select(TakedownCase).where(
+            TakedownCase.number == normalise_case_number(number))).first()
+        if row is None:
+            raise CaseNotFound(f"no case {number!r}")
+        return row
+
+    def view(self, s: Session, row: TakedownCase) -> CaseView:
+        """The case as its events say it stands (``case.fold_case``)."""
+        events = [Event(EventKind(e.kind), e.at, e.actor, e.automated, e.details)
+                  for e in s.scalars(select(CaseEvent).where(CaseEvent.case_id == row.id)
+                                     .order_by(CaseEvent.id))]
+        return fold_case(row.number, row.regime, row.received_at, row.deadline_at,
+                         row.merged_into, events)
+
+    def event(self, s: Session, row: TakedownCase, kind: EventKind, actor: str, *,
+              automated: bool = True, **details: Any) -> None:
+        s.add(CaseEvent(case_id=row.id, kind=kind.value, at=self.clock(), actor=actor,
+                        automated=automated, details=details))
+
+    def open_case_with(self, s: Session, keys: Sequence[str]) -> TakedownCase | None:
+        """The oldest open case (not itself merged) that names any of ``keys``."""
+        if not keys:
+            return None
+        return s.scalars(select(TakedownCase).join(CaseKey, CaseKey.case_id == TakedownCase.id)
+                         .where(CaseKey.key.in_(list(keys)), TakedownCase.closed_at.is_(None),
+                                TakedownCase.merged_into.is_(None))
+                         .order_by(TakedownCase.id)).first()
+
+    def requesters(self, s: Session, row: TakedownCase) -> list[str]:
+        """The case's requester and those of duplicates merged into it."""
+        rows = [row, *s.scalars(select(TakedownCase).where(
+            TakedownCase.merged_into == row.number))]
+        emails = [str(r.submission.get("email", "")).strip() for r in rows]
+        return list(dict.fromkeys(e for e in emails if e))
+
+    def send(self, number: str, notice: notices.Notice) -> None:
+        """Send a notice on the case and record it (and its delivery) as an event."""
+        delivery = self.sender.send(notice)
+        with self.db.transaction() as s:
+            row = self.row(s, number)
+            note = Notification(case_id=row.id, kind=notice.kind, recipient=notice.recipient,
+                                subject=notice.subject, body=notice.body,
+                                channel=delivery.channel, delivered=delivery.delivered,
+                                detail=delivery.detail[:1000], at=self.clock())
+            s.add(note)
+            s.flush()
+            self.event(s, row, EventKind.NOTIFIED, "system", notification=note.id,
+                       notice=notice.kind, delivered=delivery.delivered,
+                       to="requester" if "@" in notice.recipient else notice.recipient)
