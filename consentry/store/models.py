@@ -318,7 +318,10 @@ class RemovalJob(Base):
                       Index("ix_removal_jobs_case", "case_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("takedown_cases.id"))
+    # The takedown case, or the review decision (a refusal overturned), it is made for.
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("takedown_cases.id"), nullable=True)
+    review_item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"),
+                                                       nullable=True)
     content_id: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(10))  # remove | restore
     # Sent with every attempt so the platform can ignore repeats.
@@ -354,7 +357,10 @@ class Notification(Base):
     __table_args__ = (Index("ix_notifications_case", "case_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("takedown_cases.id"))
+    # The takedown case or the review item the message is about (one of them).
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("takedown_cases.id"), nullable=True)
+    review_item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"),
+                                                       nullable=True)
     kind: Mapped[str] = mapped_column(String(40))
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(Text)
@@ -434,3 +440,110 @@ class RateWindow(Base):
     client: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the address
     window: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch seconds // size
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class User(Base):
+    """A person who signs in to the console: moderators, leads, child-safety reviewers,
+    compliance, administrators. Only an argon2 hash of the password is kept."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)  # lower case
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    # Base32 TOTP secret, encrypted with the service's secret key; None: no second factor.
+    totp_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    password_changed_at: Mapped[datetime] = mapped_column()
+    disabled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class UserSession(Base):
+    """A signed-in browser. The cookie carries a random token; only its SHA-256 is kept.
+    Sessions end after 30 idle minutes or 12 hours, whichever comes first."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (Index("ix_user_sessions_user", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()  # the absolute end
+    # When the second factor was given (None while a TOTP code is still owed).
+    verified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ReviewItem(Base):
+    """Something a person must look at: a held verdict, a refusal made by image analysis
+    alone, a CS-1 suspension awaiting confirmation, a takedown case, an appeal, a
+    disputed hash match. History is in ``review_events``; the current state is kept here
+    too, so queues can be listed and claimed with indexes."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        UniqueConstraint("kind", "subject", name="uq_review_items_subject"),
+        Index("ix_review_items_queue", "queue", "status", "priority", "due_at"),
+        Index("ix_review_items_claims", "status", "claimed_until"),
+        Index("ix_review_items_account", "account_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(30))
+    kind: Mapped[str] = mapped_column(String(30))
+    subject: Mapped[str] = mapped_column(String(120))  # check id, case number, appeal id
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    clause: Mapped[str | None] = mapped_column(String(10), nullable=True)  # as decided so far
+    restricted: Mapped[bool] = mapped_column()  # child safety: CS-1, KM-1, CSAM notices
+    has_media: Mapped[bool] = mapped_column()
+    priority: Mapped[int] = mapped_column(Integer)  # lower first
+    due_at: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(12))  # open | closed
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Who may not decide it: whoever made the decision an appeal contests.
+    excluded_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"),
+                                                         nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+
+class ReviewEvent(Base):
+    """Append-only history of a review item: created, claimed, released, revealed,
+    decided, escalated. Every action a person takes in the console is one of these."""
+
+    __tablename__ = "review_events"
+    __table_args__ = (Index("ix_review_events_item", "item_id", "id"),
+                      Index("ix_review_events_actor", "actor_id", "kind", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    actor: Mapped[str] = mapped_column(String(200))  # who, readable: user name or system
+    at: Mapped[datetime] = mapped_column()
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Appeal(Base):
+    """An affected user's appeal of a restriction (a refused check, a takedown removal and
+    the strikes and suspension that came with it). One per restriction, within 14 days;
+    the token in the statement of reasons proves standing."""
+
+    __tablename__ = "appeals"
+    __table_args__ = (UniqueConstraint("subject_kind", "subject", name="uq_appeals_subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_kind: Mapped[str] = mapped_column(String(20))  # check | takedown
+    subject: Mapped[str] = mapped_column(String(120))  # check id | "<case>:<account>"
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    contact: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    filed_at: Mapped[datetime] = mapped_column()
+    review_item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"),
+                                                       nullable=True)
