@@ -67,6 +67,9 @@ class Settings:
     # How long a process holds a takedown's intake work before another may take it over
     # (it died): the longest a recorded request can wait after a crash.
     job_lease_s: float = 60.0
+    # Signs appeal tokens and encrypts TOTP secrets (consentry.keys). None: generated once
+    # into data_dir; a fleet must set CONSENTRY_SECRET_KEY so every replica agrees.
+    secret_key: str | None = field(default=None, repr=False)
     # Reverse proxies whose X-Forwarded-For is believed (CIDRs). Empty: the peer address
     # is the client, whatever headers say, so rotating a header defeats no limit.
     trusted_proxies: tuple[str, ...] = ()
@@ -138,6 +141,7 @@ class Settings:
             smtp=tuple(sorted((k, v) for k, v in env.items() if k.startswith("CONSENTRY_SMTP_"))),
             job_lease_s=_number(env, "CONSENTRY_JOB_LEASE_S", 60.0),
             trusted_proxies=_list(env.get("CONSENTRY_TRUSTED_PROXIES", "")),
+            secret_key=env.get("CONSENTRY_SECRET_KEY") or None,
         )
 
 

@@ -42,7 +42,7 @@ def load_standing(session: Session, account_id: str, now: datetime) -> Standing:
         SuspensionEntry(*row)
         for row in session.execute(
             select(Suspension.clause, Suspension.reason, Suspension.starts_at,
-                   Suspension.ends_at, Suspension.lifted_at)
+                   Suspension.ends_at, Suspension.lifted_at, Suspension.pending_review)
             .where(Suspension.account_id == account_id))
     ]
     return derive_standing(account_id, strikes, suspensions, now)
@@ -67,5 +67,5 @@ def record_consequence(
         ends = None if consequence.permanent else consequence.suspend_until
         session.add(Suspension(account_id=account_id, check_id=check_id, clause=clause,
                                reason=consequence.suspension_reason or clause, starts_at=now,
-                               ends_at=ends))
+                               ends_at=ends, pending_review=consequence.pending_review))
 

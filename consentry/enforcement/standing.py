@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from consentry.policy import MinorEvidence, Policy, Ruling
+from consentry.policy import Policy, Ruling
 
 
 class AccountStatus(StrEnum):
@@ -34,8 +34,9 @@ class SuspensionEntry:
     clause: str
     reason: str
     starts_at: datetime
-    ends_at: datetime | None  # None: permanent
+    ends_at: datetime | None  # None: permanent (or until reviewed, when pending_review)
     lifted_at: datetime | None = None
+    pending_review: bool = False  # in force until a reviewer confirms or lifts it
 
     def in_force(self, now: datetime) -> bool:
         if self.lifted_at is not None or self.starts_at > now:
@@ -66,10 +67,14 @@ def derive_standing(
 ) -> Standing:
     active = sum(s.weight for s in strikes if s.active(now))
     in_force = [s for s in suspensions if s.in_force(now)]
-    permanent = next((s for s in in_force if s.ends_at is None), None)
+    permanent = next((s for s in in_force if s.ends_at is None and not s.pending_review),
+                     None)
     if permanent is not None:
         return Standing(account_id, AccountStatus.PERMANENTLY_SUSPENDED, active, None,
                         permanent.clause)
+    pending = next((s for s in in_force if s.pending_review), None)
+    if pending is not None:  # suspended until a reviewer decides: no end date yet
+        return Standing(account_id, AccountStatus.SUSPENDED, active, None, pending.clause)
     if in_force:
         longest = max(in_force, key=lambda s: s.ends_at)  # type: ignore[arg-type, return-value]
         return Standing(account_id, AccountStatus.SUSPENDED, active, longest.ends_at,
@@ -95,13 +100,13 @@ class Consequence:
     permanent: bool = False
     suspension_reason: str | None = None
     suspension_clause: str | None = None
-    # A CS-1 ruling that rests only on a challenge-age estimate (a face that looks 18-24)
-    # is refused and struck like II-1, but the permanent suspension waits for a human.
+    # A CS-1 ruling suspends at once, but the permanent suspension waits for a human:
+    # the account is suspended pending a child-safety reviewer's confirmation.
     pending_review: bool = False
 
     @property
     def suspends(self) -> bool:
-        return self.permanent or self.suspend_until is not None
+        return self.permanent or self.suspend_until is not None or self.pending_review
 
 
 def consequence_of(ruling: Ruling, before: Standing, policy: Policy, now: datetime) -> Consequence:
@@ -112,12 +117,13 @@ def consequence_of(ruling: Ruling, before: Standing, policy: Policy, now: dateti
     rules = policy.enforcement
     expires = now + timedelta(days=rules.strike_expiry_days)
     if clause.permanent_suspension:
-        if ruling.minor_evidence is MinorEvidence.CHALLENGE_AGE:
-            weight = policy.clause("II-1").strike_weight
-            return _threshold_consequence(weight, before, policy, now, expires, ruling.clause,
-                                          pending_review=True)
-        return Consequence(strike_weight=0, permanent=True,
-                           suspension_reason=f"{ruling.clause}: {clause.title}",
+        reason = f"{ruling.clause}: {clause.title}"
+        if clause.confirm_within_hours is not None:
+            # Errors that end accounts are the worst errors: suspended now, permanent only
+            # when a child-safety reviewer confirms (policy: CS-1).
+            return Consequence(strike_weight=0, pending_review=True,
+                               suspension_reason=reason, suspension_clause=ruling.clause)
+        return Consequence(strike_weight=0, permanent=True, suspension_reason=reason,
                            suspension_clause=ruling.clause)
     if clause.strike_weight == 0:
         return Consequence()
@@ -131,29 +137,31 @@ def _threshold_consequence(
     now: datetime,
     expires: datetime,
     clause_id: str,
-    *,
-    pending_review: bool = False,
 ) -> Consequence:
     total = before.active_strikes + weight
     # The harshest rule whose threshold the new total reaches applies.
     reached = [r for r in policy.enforcement.suspensions if total >= r.active_strikes]
     if not reached:
-        return Consequence(weight, expires, pending_review=pending_review)
+        return Consequence(weight, expires)
     rule = max(reached, key=lambda r: r.active_strikes)
     reason = f"{total} active strikes (latest under {clause_id})"
     if rule.permanent:
         return Consequence(weight, expires, permanent=True, suspension_reason=reason,
-                           suspension_clause=clause_id, pending_review=pending_review)
+                           suspension_clause=clause_id)
     until = now + timedelta(days=rule.days or 0)
     if before.suspended_until is not None and before.suspended_until >= until:
-        return Consequence(weight, expires, pending_review=pending_review)
+        return Consequence(weight, expires)
     return Consequence(weight, expires, suspend_until=until, suspension_reason=reason,
-                       suspension_clause=clause_id, pending_review=pending_review)
+                       suspension_clause=clause_id)
 
 
 def standing_after(before: Standing, consequence: Consequence) -> Standing:
     """The standing once ``consequence`` is recorded (same result as re-deriving it)."""
     strikes = before.active_strikes + consequence.strike_weight
+    if consequence.pending_review and before.status is not \
+            AccountStatus.PERMANENTLY_SUSPENDED:
+        return Standing(before.account_id, AccountStatus.SUSPENDED, strikes, None,
+                        consequence.suspension_clause)
     if before.status is AccountStatus.PERMANENTLY_SUSPENDED or consequence.permanent:
         clause = before.suspension_clause if before.status is \
             AccountStatus.PERMANENTLY_SUSPENDED else consequence.suspension_clause

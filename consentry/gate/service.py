@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from consentry.banks.content import ContentIdTaken
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.config import Settings
+from consentry.enforcement.appeal_tokens import AppealRef, AppealSubject, AppealTokens
 from consentry.enforcement.ledger import ensure_account, load_standing, record_consequence
 from consentry.enforcement.standing import (
     AccountStatus,
@@ -45,6 +46,7 @@ from consentry.gate.verdict import (
     PolicyCitation,
     Verdict,
 )
+from consentry.keys import service_key
 from consentry.policy import (
     KnownMatch,
     Policy,
@@ -55,6 +57,7 @@ from consentry.policy import (
     evaluate_media,
     load_policy,
 )
+from consentry.policy.routing import route_check
 from consentry.signals.findings import ImageFindings, PromptFindings
 from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected
@@ -62,6 +65,7 @@ from consentry.signals.prompt import analyse_prompt
 from consentry.signals.sandbox import DecodeFailed, Sandbox, SandboxBusy, shared_sandbox
 from consentry.store import Database
 from consentry.store.models import CheckMedia, CheckRecord
+from consentry.store.review import open_item
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -97,8 +101,10 @@ class Gate:
         banks: BankServices | None = None,
         clock: Callable[[], datetime] = utc_now,
         sandbox: Sandbox | None = None,
+        appeal_tokens: AppealTokens | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        self._appeal_tokens = appeal_tokens  # None: signed with the service key, on use
         self.db = db
         self.policy = policy or load_policy(self.settings.policy_path)
         self._analyser = analyser
@@ -352,7 +358,8 @@ class Gate:
         # Known child abuse is never shown to anyone: keep its hashes, not its bytes.
         evidence = [] if ruling.clause == "KM-1" else [image]
         verdict = self._record(kind, ruling, None, evidence, account, key, started, standing,
-                               digests=[fp.hashes.sha256 or ""], request=request)
+                               digests=[fp.hashes.sha256 or ""], request=request,
+                               content_id=content_id, image_only=_image_only(matches))
         if ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}:
             if kind == "output" and not matches:
                 self.banks.bank_refusal(fp, ruling.clause, check_id=verdict.id)
@@ -434,8 +441,11 @@ class Gate:
         *,
         request: str,
         digests: Sequence[str] | None = None,
+        content_id: str | None = None,
+        image_only: bool = False,
     ) -> Verdict:
-        """Record the check and apply its consequence in one transaction.
+        """Record the check, apply its consequence and open its review item (when a person
+        must look: ``policy.routing``) in one transaction.
 
         ``standing`` is the account as read before analysis; it is read again under a
         row lock only when the ruling can cost the account something, so that concurrent
@@ -463,7 +473,7 @@ class Gate:
                     clause=ruling.clause, policy_version=self.policy.version,
                     prompt=_storable(prompt) if keep_evidence and prompt else None,
                     prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else None,
-                    image_sha256=digests, request_sha256=request,
+                    image_sha256=digests, request_sha256=request, content_id=content_id,
                     verdict=verdict.model_dump(mode="json"),
                     latency_ms=(time.perf_counter() - started) * 1000,
                 ))
@@ -476,12 +486,31 @@ class Gate:
                 if account:
                     record_consequence(session, account, ruling.clause, consequence, check_id,
                                        now)
+                routing = route_check(ruling, pending_review=consequence.pending_review,
+                                      image_only=image_only,
+                                      has_media=keep_evidence and bool(images))
+                if routing is not None:
+                    open_item(session, queue=routing.queue, kind=routing.kind,
+                              subject=check_id, account_id=account, clause=ruling.clause,
+                              restricted=routing.restricted, has_media=routing.has_media,
+                              priority=routing.priority, due_at=now + routing.sla, now=now)
         except IntegrityError:
             # A concurrent retry with the same idempotency key won the race: answer as it did.
             if account and key and (replayed := self._replay(account, key, request)) is not None:
                 return replayed
             raise
         return verdict
+
+    @property
+    def appeal_tokens(self) -> AppealTokens:
+        if self._appeal_tokens is None:
+            self._appeal_tokens = AppealTokens(service_key(self.settings, "appeals"))
+        return self._appeal_tokens
+
+    def _appeal(self, check_id: str, now: datetime, window: int) -> Appeal:
+        token = self.appeal_tokens.issue(AppealRef(AppealSubject.CHECK, check_id))
+        return Appeal(window_days=window, until=now + timedelta(days=window), token=token,
+                      url=f"{self.settings.public_base}/appeals?token={token}")
 
     def _verdict(
         self,
@@ -515,10 +544,14 @@ class Gate:
                 law_enforcement_report=ruling.decision == "block"
                 and clause.law_enforcement_report,
             ),
-            appeal=Appeal(window_days=window, until=now + timedelta(days=window))
-            if restricts else None,
+            appeal=self._appeal(check_id, now, window) if restricts else None,
             created_at=now,
         )
+
+
+def _image_only(matches: Sequence[KnownMatch]) -> bool:
+    """A refusal resting on image analysis alone (no known-hash match): a person looks."""
+    return not matches
 
 
 def _fail_closed(exc: BaseException) -> Ruling:

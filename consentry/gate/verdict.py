@@ -52,11 +52,18 @@ class EnforcementOutcome(BaseModel):
 
 
 class Appeal(BaseModel):
+    """How the user contests this decision: show them ``token`` (or ``url``); it proves
+    their standing, no account with us needed. One appeal per decision, before ``until``;
+    a person who did not make the decision looks at it."""
+
     model_config = ConfigDict(frozen=True)
 
     window_days: int
     until: datetime
-    how: str = "Reply to this decision through the platform's appeal route quoting the verdict id."
+    token: str | None = None
+    url: str | None = None
+    how: str = ("Appeal at the url (or POST /v1/appeals with the token) before the date "
+                "given; a person reviews it.")
 
 
 class Verdict(BaseModel):

@@ -31,6 +31,9 @@ class Clause(BaseModel):
     explanation: str
     strike_weight: int = Field(ge=0)
     permanent_suspension: bool = False
+    # Hours within which a human must confirm the permanent suspension; until then the
+    # account is suspended pending review (CS-1). None: permanent at once (KM-1).
+    confirm_within_hours: int | None = Field(default=None, ge=1)
     preserve_evidence: bool = False
     law_enforcement_report: bool = False
     configurable: bool = False

@@ -68,6 +68,9 @@ class CheckRecord(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))  # generation | output | upload
     account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), nullable=True)
+    # The platform's id for an upload or output: what a callback restores when a refusal
+    # is overturned.
+    content_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column()
     decision: Mapped[str] = mapped_column(String(10))
@@ -127,6 +130,9 @@ class Suspension(Base):
     starts_at: Mapped[datetime] = mapped_column()
     ends_at: Mapped[datetime | None] = mapped_column(nullable=True)
     lifted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # A CS-1 suspension in force until a child-safety reviewer confirms it (then it is
+    # permanent) or lifts it; never permanent on the automation's word alone.
+    pending_review: Mapped[bool] = mapped_column(default=False)
 
 
 class ApiKey(Base):

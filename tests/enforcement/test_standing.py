@@ -59,16 +59,19 @@ def test_hash_match_weighs_two():
     assert c.strike_weight == 2 and c.suspend_until is not None
 
 
-def test_cs_1_is_permanent_on_the_first_attempt():
-    c = consequence_of(Ruling("block", "CS-1", (), minor_evidence=MinorEvidence.STATED),
-                       standing(0), POLICY, NOW)
+def test_cs_1_suspends_at_once_but_only_a_reviewer_makes_it_permanent():
+    for evidence in (MinorEvidence.STATED, MinorEvidence.CHALLENGE_AGE):
+        c = consequence_of(Ruling("block", "CS-1", (), minor_evidence=evidence),
+                           standing(0), POLICY, NOW)
+        assert (c.suspends, c.permanent, c.pending_review) == (True, False, True)
+    pending = SuspensionEntry("CS-1", "cs", NOW, None, pending_review=True)
+    held = derive_standing("a", [], [pending], NOW)
+    assert (held.status, held.suspended_until) == (AccountStatus.SUSPENDED, None)
+
+
+def test_km_1_is_permanent_at_once():
+    c = consequence_of(Ruling("block", "KM-1", ()), standing(0), POLICY, NOW)
     assert c.permanent and not c.pending_review
-
-
-def test_cs_1_on_a_challenge_age_estimate_alone_waits_for_a_human():
-    c = consequence_of(Ruling("block", "CS-1", (), minor_evidence=MinorEvidence.CHALLENGE_AGE),
-                       standing(0), POLICY, NOW)
-    assert (c.permanent, c.pending_review, c.strike_weight) == (False, True, 1)
 
 
 def test_allow_review_and_sx_1_cost_nothing():
@@ -93,7 +96,7 @@ def test_standing_after_a_consequence_equals_rederiving_it():
     from consentry.enforcement.standing import standing_after
 
     for n in range(6):
-        for clause in ("II-1", "II-3", "CS-1"):
+        for clause in ("II-1", "II-3", "CS-1", "KM-1"):
             history = strikes(n)
             before = derive_standing("acct", history, [], NOW)
             c = consequence_of(Ruling("block", clause, (), minor_evidence=MinorEvidence.STATED),
@@ -102,6 +105,7 @@ def test_standing_after_a_consequence_equals_rederiving_it():
                                                   c.strike_expires_at)]
                                      if c.strike_weight else [])
             new_susp = [SuspensionEntry(clause, "r", NOW, None if c.permanent
-                                        else c.suspend_until)] if c.suspends else []
+                                        else c.suspend_until,
+                                        pending_review=c.pending_review)] if c.suspends else []
             assert standing_after(before, c) == derive_standing("acct", new_strikes, new_susp,
                                                                 NOW), (n, clause)

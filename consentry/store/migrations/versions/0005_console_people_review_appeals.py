@@ -1,5 +1,6 @@
 """console: people and sessions, review items and their events, appeals; notifications
-and platform callbacks may be about a review item instead of a takedown case
+and platform callbacks may be about a review item instead of a takedown case; CS-1
+suspensions pending a reviewer's confirmation; the content id of a checked upload/output
 
 Revision ID: 0005
 Revises: 0004
@@ -18,6 +19,11 @@ TIME = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("suspensions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("pending_review", sa.Boolean(), nullable=False,
+                                      server_default=sa.false()))
+    with op.batch_alter_table("checks", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("content_id", sa.String(length=200), nullable=True))
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -127,3 +133,7 @@ def downgrade() -> None:
     op.drop_table("user_sessions")
     op.drop_table("review_items")
     op.drop_table("users")
+    with op.batch_alter_table("checks", schema=None) as batch_op:
+        batch_op.drop_column("content_id")
+    with op.batch_alter_table("suspensions", schema=None) as batch_op:
+        batch_op.drop_column("pending_review")
