@@ -12,7 +12,7 @@ def test_a_token_names_what_it_appeals_and_cannot_be_forged_or_moved():
     token = tokens.issue(ref)
     assert tokens.verify(token) == ref and tokens.issue(ref) == token  # stable on retry
     other = AppealRef(AppealSubject.CHECK, "chk_other")
-    body, signature = token.split(".")
+    _, signature = token.split(".")
     forged = tokens.issue(other).split(".")[0] + "." + signature
     assert tokens.verify(forged) is None  # a signature belongs to its subject
     assert AppealTokens(b"x" * 32).verify(token) is None  # another service's key
