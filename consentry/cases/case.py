@@ -62,6 +62,8 @@ class EventKind(StrEnum):
     # Reported as child sexual abuse material: removed like any case, and also owed a
     # human review and a report to the authorities (NCMEC/IWF), whatever its status.
     ESCALATED = "escalated"
+    # A child-safety reviewer's finding on an escalated notice (details: confirmed).
+    ESCALATION_REVIEWED = "escalation_reviewed"
 
 
 @dataclass(frozen=True)

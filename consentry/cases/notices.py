@@ -1,4 +1,5 @@
-"""The plain-language messages of the takedown channel. Pure: no I/O.
+"""The plain-language messages to requesters and affected users: the takedown channel's,
+and the outcomes of human reviews and appeals. Pure: no I/O.
 
 Every function returns a `Notice`; delivering it is `consentry.cases.senders`' job.
 
@@ -263,6 +264,57 @@ def restored(case_number: str, account_id: str, content_ids: Sequence[str],
     )
     return Notice(account_recipient(account_id), "restored",
                   f"Case {case_number}: your content has been restored", body, case_number)
+
+
+def review_outcome(ref: str, account_id: str, *, refused: bool, clause: str,
+                   rationale: str, appeal_url: str | None, appeal_days: int = 14) -> Notice:
+    """Tells a user what a person decided about their held or refused request (DSA Art.
+    17: the decision, the ground, that a person decided, and redress)."""
+    decision = ("stays refused" if refused else "is allowed after all")
+    paragraphs = [
+        f"A member of our safety team has reviewed your request ({ref}) and it {decision}.",
+        f"Rule: {clause}", f"Why: {rationale}",
+        "Decided by automated means: no. A person made this decision.",
+    ]
+    if refused and appeal_url:
+        paragraphs.append(f"If you think we made a mistake, you can appeal within "
+                          f"{appeal_days} days at {appeal_url}. Someone who did not make "
+                          "this decision will review your appeal.")
+    if not refused:
+        paragraphs.append("We are sorry for the delay, and for any strike or suspension "
+                          "it caused: they have been removed.")
+    return Notice(account_recipient(account_id), "review_outcome",
+                  f"{ref}: the outcome of our review", _body(*paragraphs), ref)
+
+
+def appeal_outcome(ref: str, recipient: str, *, granted: bool, rationale: str) -> Notice:
+    """Tells whoever appealed what a second reviewer decided, and why."""
+    if granted:
+        first = ("We have looked at your appeal again and agree with you: the decision has "
+                 "been reversed, and anything it took from you has been put back.")
+    else:
+        first = ("We have looked at your appeal again, and the decision stands.")
+    body = _body(first, f"Why: {rationale}",
+                 "The appeal was decided by a person who did not make the first decision. "
+                 "If you are in the EU you can also take the decision to a certified "
+                 "out-of-court dispute settlement body, or to a court.",
+                 f"Reference: {ref}.")
+    return Notice(recipient, "appeal_outcome", f"{ref}: the outcome of your appeal", body, ref)
+
+
+def suspension_lifted(ref: str, account_id: str, rationale: str) -> Notice:
+    """Tells a user a suspension is lifted after a child-safety review found no minor was
+    sexualised, with an apology (POLICY.md, CS-1)."""
+    body = _body(
+        "Your account was suspended while a specialist reviewed a request you made. The "
+        "review found that it did not sexualise a minor, so the suspension has been lifted.",
+        f"Why: {rationale}",
+        "We are sorry. Suspending first and checking after is how we keep children safe, "
+        "but we know it was wrong in your case and that it will have been upsetting.",
+        f"Reference: {ref}.",
+    )
+    return Notice(account_recipient(account_id), "suspension_lifted",
+                  f"{ref}: your account is active again", body, ref)
 
 
 def _count(n: int, singular: str, plural: str | None = None) -> str:

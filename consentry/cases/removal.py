@@ -22,11 +22,24 @@ from consentry.cases.case import APPEAL_DAYS, CLOSED_STATUSES, CaseStatus, Event
 from consentry.cases.holdings import CLAUSE
 from consentry.cases.intake import Regime
 from consentry.cases.log import CaseLog
+from consentry.enforcement.appeal_tokens import (
+    AppealRef,
+    AppealSubject,
+    AppealTokens,
+    takedown_subject,
+)
 from consentry.enforcement.ledger import ensure_account, load_standing, record_consequence
 from consentry.enforcement.standing import consequence_of
 from consentry.policy.document import Policy
 from consentry.policy.evaluate import Ruling
-from consentry.store.models import RemovalAttempt, RemovalJob, TakedownCase
+from consentry.store.models import (
+    RemovalAttempt,
+    RemovalJob,
+    ReviewEvent,
+    ReviewItem,
+    TakedownCase,
+)
+from consentry.store.review import close_item
 
 _CLAIM: Final = timedelta(minutes=2)  # a claimed job another worker may take over after this
 _SENDERS: Final = 8  # callbacks in flight at once
@@ -35,13 +48,14 @@ _SENDERS: Final = 8  # callbacks in flight at once
 class RemovalQueue:
     def __init__(self, log: CaseLog, content: ContentIndex, policy: Policy, *,
                  callback: PlatformCallback | None, appeal_url: str,
-                 clock: Callable[[], datetime]) -> None:
+                 appeal_tokens: AppealTokens, clock: Callable[[], datetime]) -> None:
         self.log = log
         self.db = log.db
         self.content = content
         self.policy = policy
         self.callback = callback
         self.appeal_url = appeal_url
+        self.appeal_tokens = appeal_tokens
         self._clock = clock
         self._lock = threading.Lock()
 
@@ -56,6 +70,17 @@ class RemovalQueue:
                              next_attempt_at=now, created_at=now))
         elif job.state == "failed":  # a moderator asked again: start a fresh series
             job.state, job.attempts, job.next_attempt_at = "pending", 0, now
+
+    def queue_for_review(self, s: Session, item_id: int, content_id: str, action: str,
+                         now: datetime) -> None:
+        """Owe the platform one callback for a review decision (a refusal overturned:
+        ``restore``; a held request refused: ``remove``), idempotently."""
+        key = f"RV-{item_id}:{content_id}:{action}"
+        if s.scalars(select(RemovalJob.id).where(RemovalJob.idempotency_key == key)).first():
+            return
+        s.add(RemovalJob(review_item_id=item_id, content_id=content_id, action=action,
+                         idempotency_key=key, state="pending", attempts=0,
+                         next_attempt_at=now, created_at=now))
 
     def requeue_failed(self, s: Session, row: TakedownCase, now: datetime) -> None:
         for job in s.scalars(select(RemovalJob).where(RemovalJob.case_id == row.id,
@@ -81,32 +106,63 @@ class RemovalQueue:
             with ThreadPoolExecutor(min(_SENDERS, len(jobs))) as pool:
                 results = list(pool.map(lambda j: (j, callback.send(j[1])), jobs))
             cases = {self._finish(job_id, result) for (job_id, _), result in results}
-            for number in cases:
+            for number in cases - {None}:
+                assert number is not None
                 self.settle(number)
             return len(results)
+
+    def _finish_review_job(self, s: Session, job: RemovalJob, result: AttemptResult,
+                           now: datetime) -> None:
+        job.attempts += 1
+        job.claimed_until = None
+        s.add(RemovalAttempt(job_id=job.id, at=now, outcome=result.outcome,
+                             status_code=result.status_code, detail=result.detail,
+                             duration_ms=result.duration_ms))
+        if result.succeeded:
+            job.state, job.finished_at, job.last_error = "done", now, None
+            kind = "content_restored" if job.action == "restore" else "content_removed"
+        else:
+            job.last_error = f"{result.outcome} {result.status_code or ''} {result.detail}"
+            delay = retry_delay(job.attempts)
+            if delay is not None:
+                job.next_attempt_at = now + delay
+                return
+            job.state, job.finished_at, kind = "failed", now, "callback_failed"
+        s.add(ReviewEvent(item_id=job.review_item_id, kind=kind, actor="system", at=now,
+                          details={"content_id": job.content_id, "attempts": job.attempts,
+                                   "outcome": result.outcome}))
 
     def _claim(self, limit: int) -> list[tuple[int, RemovalRequest]]:
         now = self._clock()
         with self.db.transaction() as s:
             due = s.execute(
-                select(RemovalJob, TakedownCase.number, TakedownCase.regime)
-                .join(TakedownCase, TakedownCase.id == RemovalJob.case_id)
+                select(RemovalJob, TakedownCase.number, TakedownCase.regime, ReviewItem.clause)
+                .outerjoin(TakedownCase, TakedownCase.id == RemovalJob.case_id)
+                .outerjoin(ReviewItem, ReviewItem.id == RemovalJob.review_item_id)
                 .where(RemovalJob.state == "pending", RemovalJob.next_attempt_at <= now,
                        or_(RemovalJob.claimed_until.is_(None), RemovalJob.claimed_until < now))
                 .order_by(RemovalJob.next_attempt_at).limit(limit)
                 # Another dispatcher (process) skips what this one is claiming.
                 .with_for_update(of=RemovalJob, skip_locked=True)).all()
             out = []
-            for job, number, regime in due:
+            for job, number, regime, review_clause in due:
                 job.claimed_until = now + _CLAIM
-                out.append((job.id, RemovalRequest(job.action, job.content_id, number, regime,
-                                                   CLAUSE, job.idempotency_key)))
+                if number is None:  # a review decision, not a takedown case
+                    number, regime = f"RV-{job.review_item_id}", "review"
+                out.append((job.id, RemovalRequest(
+                    job.action, job.content_id, number, regime,
+                    review_clause or CLAUSE,
+                    job.idempotency_key)))
             return out
 
-    def _finish(self, job_id: int, result: AttemptResult) -> str:
+    def _finish(self, job_id: int, result: AttemptResult) -> str | None:
+        """Record an attempt; the case number to settle (None for a review decision)."""
         now = self._clock()
         with self.db.transaction() as s:
             job = s.get_one(RemovalJob, job_id)
+            if job.case_id is None:
+                self._finish_review_job(s, job, result, now)
+                return None
             row = s.get_one(TakedownCase, job.case_id)
             job.attempts += 1
             job.claimed_until = None
@@ -166,6 +222,8 @@ class RemovalQueue:
                 row.closed_at = now
                 log.event(s, row, EventKind.CLOSED, "system", removed=len(view.removed),
                           already_removed=len(view.already_removed))
+                close_item(s, kind="takedown_case", subject=row.number, outcome="removed",
+                           now=now)
             regime, requesters = Regime(row.regime), log.requesters(s, row)
             banked = any(e.kind is EventKind.BANKED for e in view.events)
             located, removed = view.located, set(view.removed)
@@ -177,9 +235,11 @@ class RemovalQueue:
         title = f"{CLAUSE}: {self.policy.clause(CLAUSE).title}"
         for account, content_ids in uploaders.items():
             if account not in struck:
+                token = self.appeal_tokens.issue(AppealRef(
+                    AppealSubject.TAKEDOWN, takedown_subject(number, account)))
                 log.send(number, notices.statement_of_reasons(
                     number, regime, account, content_ids, title, automated=True,
-                    appeal_url=self.appeal_url, appeal_days=APPEAL_DAYS))
+                    appeal_url=f"{self.appeal_url}?token={token}", appeal_days=APPEAL_DAYS))
         if complete:
             copies = sum(1 for i in located if not i.identified and i.content_id in removed)
             for email in requesters:

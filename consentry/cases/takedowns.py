@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 from consentry.banks.registry import BankError
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.cases import notices
+from consentry.cases.appeals import REQUESTER, open_appeal, user_of
 from consentry.cases.callback import PlatformCallback
 from consentry.cases.case import (
     CLOSED_STATUSES,
@@ -66,14 +68,18 @@ from consentry.cases.log import CaseLog, CaseNotFound, CaseStateError
 from consentry.cases.removal import RemovalQueue
 from consentry.cases.senders import Sender, sender_from_env
 from consentry.config import Settings
+from consentry.enforcement.appeal_tokens import AppealRef, AppealSubject, AppealTokens
 from consentry.errors import ConfigurationError, InvalidRequest
+from consentry.keys import service_key
 from consentry.limits import Limits, RateLimit
 from consentry.policy.document import Policy
+from consentry.policy.routing import ItemKind, Queue, routed
 from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import ImageRejected
 from consentry.signals.sandbox import Sandbox, shared_sandbox
 from consentry.store import Database
 from consentry.store.models import CaseJob, CaseKey, Strike, TakedownCase
+from consentry.store.review import close_item, open_item
 
 __all__ = ["CaseNotFound", "CaseStateError", "SubmitResult", "TakedownService"]
 
@@ -116,7 +122,8 @@ class TakedownService:
                  limits: Limits | None = None,
                  intake_lease: timedelta = INTAKE_LEASE,
                  sandbox: Sandbox | None = None,
-                 decode_timeout_s: float | None = None) -> None:
+                 decode_timeout_s: float | None = None,
+                 appeal_tokens: AppealTokens | None = None) -> None:
         self.db = db
         self._sandbox = sandbox  # None: the process-wide one
         self._decode_timeout_s = decode_timeout_s  # None: the sandbox's own
@@ -127,8 +134,11 @@ class TakedownService:
         self.limits = limits or Limits(db, clock=self._clock)
         self.intake_lease = intake_lease
         self.log = CaseLog(db, sender, self._clock)
+        # Without the service key (tests, embedders), tokens verify only in this process.
+        self.appeal_tokens = appeal_tokens or AppealTokens(secrets.token_bytes(32))
         self.removals = RemovalQueue(self.log, banks.content, policy, callback=callback,
-                                     appeal_url=appeal_url, clock=self._clock)
+                                     appeal_url=appeal_url, appeal_tokens=self.appeal_tokens,
+                                     clock=self._clock)
 
     @classmethod
     def from_settings(cls, db: Database, banks: BankServices, policy: Policy,
@@ -147,7 +157,8 @@ class TakedownService:
                    appeal_url=settings.appeal_url or f"{settings.public_base}/appeals",
                    intake_lease=timedelta(seconds=settings.job_lease_s),
                    sandbox=sandbox or shared_sandbox(settings.sandbox_limits()),
-                   decode_timeout_s=settings.analysis_timeout_s)
+                   decode_timeout_s=settings.analysis_timeout_s,
+                   appeal_tokens=AppealTokens(service_key(settings, "appeals")))
 
     def now(self) -> datetime:
         return self._clock()
@@ -206,6 +217,8 @@ class TakedownService:
                             missing=[asdict(m) for m in missing])
             else:
                 self.log.event(s, row, EventKind.RECEIVED, "requester", channel=channel)
+                if primary is None:
+                    self._open_item(s, row, now)
             if primary is not None:
                 self.log.event(s, row, EventKind.DUPLICATE_MERGED, "system", into=primary.number)
                 self.log.event(s, primary, EventKind.DUPLICATE_MERGED, "system",
@@ -237,9 +250,17 @@ class TakedownService:
                             missing=[asdict(m) for m in missing])
             else:
                 self.log.event(s, row, EventKind.RECEIVED, "requester", channel=row.channel)
+                self._open_item(s, row, now)
             job = self._intake_job(s, row, now)
         self._run_intake(job, fps, callbacks_now=callbacks_now)
         return SubmitResult(self.view(case.number), pin)
+
+    def _open_item(self, s: Session, row: TakedownCase, now: datetime) -> None:
+        """A complete case is a case worker's item until it closes, due at its deadline."""
+        r = routed(ItemKind.TAKEDOWN_CASE, Queue.TAKEDOWNS)
+        open_item(s, queue=r.queue, kind=r.kind, subject=row.number, account_id=None,
+                  clause="II-3", restricted=False, has_media=False, priority=r.priority,
+                  due_at=row.deadline_at, now=now)
 
     def _intake_job(self, s: Session, row: TakedownCase, now: datetime) -> int:
         """The durable record of the work a just-recorded request is owed, held by this
@@ -349,8 +370,12 @@ class TakedownService:
             view = self.log.view(s, row)
             if submission.csam and not view.escalated:
                 self.log.event(s, row, EventKind.ESCALATED, "system",
-                            reason="reported as child sexual abuse material: needs a human "
-                                   "review and a report to the authorities")
+                               reason="reported as child sexual abuse material: needs a "
+                                      "human review and a report to the authorities")
+                r = routed(ItemKind.CSAM_NOTICE, Queue.CHILD_SAFETY, restricted=True)
+                open_item(s, queue=r.queue, kind=r.kind, subject=row.number,
+                          account_id=None, clause="CS-1", restricted=True, has_media=False,
+                          priority=r.priority, due_at=now + r.sla, now=now)
             if found.unknown:
                 self.log.event(s, row, EventKind.NOT_FOUND, "system", unknown=found.unknown)
             if found.already_removed:
@@ -418,6 +443,8 @@ class TakedownService:
             row = self.log.row(s, view.number)
             self.removals.cancel_pending(s, row, "case rejected")
             row.closed_at = self._clock()
+            close_item(s, kind=ItemKind.TAKEDOWN_CASE, subject=row.number,
+                       outcome="rejected", now=row.closed_at, actor=actor)
             self.log.event(s, row, EventKind.REJECTED, actor, automated=False, reasons=reasons)
             requesters = self.log.requesters(s, row)
         for email in requesters:
@@ -447,6 +474,8 @@ class TakedownService:
             s.execute(update(Strike).where(Strike.takedown_case == row.number,
                                            Strike.revoked_at.is_(None)).values(revoked_at=now))
             row.closed_at = now
+            close_item(s, kind=ItemKind.TAKEDOWN_CASE, subject=row.number,
+                       outcome="reversed", now=now, actor=actor)
             self.log.event(s, row, EventKind.REVERSED, actor, automated=False, reason=reason,
                         restored=restore, kept=[c for c in view.removed_here if c in others])
             release = entries_to_release(s, row, self.log.view)
@@ -472,11 +501,20 @@ class TakedownService:
         if case.status is not CaseStatus.REJECTED:
             raise CaseStateError(f"case {case.number} is {case.status.value}; only a "
                                  "rejected request can be appealed")
+        now = self._clock()
         with self.db.transaction() as s:
             row = self.log.row(s, case.number)
+            rejected_by = next((e.actor for e in reversed(case.events)
+                                if e.kind is EventKind.REJECTED), "")
+            # A person who did not reject it looks again (an appeal item, never the
+            # automation).
+            open_appeal(s, AppealRef(AppealSubject.TAKEDOWN, f"{case.number}:{REQUESTER}"),
+                        account=None, clause="II-3", known_match=False, has_media=False,
+                        reason=_appeal_reason(reason), contact=_email(row) or None,
+                        excluded_user_id=user_of(rejected_by), now=now)
             row.closed_at = None
             self.log.event(s, row, EventKind.APPEALED, "requester", automated=False,
-                        reason=reason.strip()[:MAX_TEXT])
+                           reason=reason.strip()[:MAX_TEXT])
         return self.view(case.number)
 
     # -- reading ------------------------------------------------------------------------
@@ -605,3 +643,15 @@ def _keys(locator: ContentLocator) -> list[str]:
     keys += [f"md5:{h.lower()}" for h in (*locator.md5_hashes, *locator.image_md5s)]
     keys += [f"pdq:{h.lower()}" for h in locator.pdq_hashes]
     return list(dict.fromkeys(k[:300] for k in keys))
+
+
+def _email(row: TakedownCase) -> str:
+    return str(row.submission.get("email", "")).strip()
+
+
+def _appeal_reason(reason: str) -> str:
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_TEXT:
+        raise InvalidRequest("invalid_reason", f"say in 1-{MAX_TEXT} characters why the "
+                             "request should be looked at again", field="reason")
+    return reason

@@ -38,7 +38,9 @@ class AppealTokens:
 
     def verify(self, token: str) -> AppealRef | None:
         """What the token appeals, or None for anything not issued by this service."""
-        token = token.strip()
+        # A link copied from the end of a sentence keeps its full stop; tokens never end
+        # in punctuation.
+        token = token.strip().rstrip(".,;:)>]'\"")
         if not token.startswith(_PREFIX) or token.count(".") != 1 or len(token) > 1000:
             return None
         body, signature = token[len(_PREFIX):].split(".")

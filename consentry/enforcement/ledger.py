@@ -15,6 +15,7 @@ from consentry.enforcement.standing import (
     SuspensionEntry,
     derive_standing,
 )
+from consentry.policy.document import Policy
 from consentry.store.dialect import upsert_insert
 from consentry.store.models import Account, Strike, Suspension
 
@@ -69,3 +70,42 @@ def record_consequence(
                                reason=consequence.suspension_reason or clause, starts_at=now,
                                ends_at=ends, pending_review=consequence.pending_review))
 
+
+
+def undo_check(session: Session, account_id: str, check_id: str, now: datetime,
+               policy: Policy) -> tuple[int, int]:
+    """What a check cost an account, undone (a refusal overturned): its strikes revoked,
+    its suspensions lifted, and suspensions that earlier strikes no longer support lifted
+    too. Returns (strikes revoked, suspensions lifted)."""
+    strikes = session.scalars(select(Strike).where(
+        Strike.account_id == account_id, Strike.check_id == check_id,
+        Strike.revoked_at.is_(None))).all()
+    for strike in strikes:
+        strike.revoked_at = now
+    suspensions = session.scalars(select(Suspension).where(
+        Suspension.account_id == account_id, Suspension.check_id == check_id,
+        Suspension.lifted_at.is_(None))).all()
+    for suspension in suspensions:
+        suspension.lifted_at = now
+    session.flush()
+    return len(strikes), len(suspensions) + lift_unsupported(session, account_id, now, policy)
+
+
+def lift_unsupported(session: Session, account_id: str, now: datetime, policy: Policy) -> int:
+    """Lift strike-threshold suspensions the account's active strikes no longer reach
+    (after a strike was revoked). Suspensions under a clause that suspends by itself
+    (CS-1, KM-1) are not strike-threshold suspensions and stay."""
+    standing = load_standing(session, account_id, now)
+    by_itself = {cid for cid, c in policy.clauses.items() if c.permanent_suspension}
+    lifted = 0
+    for row in session.scalars(select(Suspension).where(
+            Suspension.account_id == account_id, Suspension.lifted_at.is_(None),
+            Suspension.clause.not_in(by_itself))):
+        if not (row.ends_at is None or row.ends_at > now):
+            continue
+        needed = min((r.active_strikes for r in policy.enforcement.suspensions
+                      if r.permanent == (row.ends_at is None)), default=None)
+        if needed is not None and standing.active_strikes < needed:
+            row.lifted_at = now
+            lifted += 1
+    return lifted

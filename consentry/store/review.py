@@ -33,3 +33,19 @@ def open_item(s: Session, *, queue: str, kind: str, subject: str, account_id: st
     s.add(ReviewEvent(item_id=created, kind="created", actor="system", at=now,
                       details=details or {}))
     return created
+
+
+def close_item(s: Session, *, kind: str, subject: str, outcome: str, now: datetime,
+               actor: str = "system", details: dict[str, Any] | None = None) -> bool:
+    """Close the open item for (``kind``, ``subject``) because what it was about is settled
+    elsewhere (a takedown case closed by the automation): True if there was one."""
+    row = s.scalars(select(ReviewItem).where(ReviewItem.kind == kind,
+                                             ReviewItem.subject == subject,
+                                             ReviewItem.status == "open")).first()
+    if row is None:
+        return False
+    row.status, row.outcome, row.closed_at = "closed", outcome, now
+    row.claimed_by, row.claimed_until = None, None
+    s.add(ReviewEvent(item_id=row.id, kind="closed", actor=actor, at=now,
+                      details={"outcome": outcome, **(details or {})}))
+    return True
