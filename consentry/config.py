@@ -67,6 +67,9 @@ class Settings:
     # How long a process holds a takedown's intake work before another may take it over
     # (it died): the longest a recorded request can wait after a crash.
     job_lease_s: float = 60.0
+    # Reveals of unblurred media a reviewer may make in a 12-hour shift; past it, only
+    # work without media is offered.
+    reveals_per_shift: int = 50
     # Signs appeal tokens and encrypts TOTP secrets (consentry.keys). None: generated once
     # into data_dir; a fleet must set CONSENTRY_SECRET_KEY so every replica agrees.
     secret_key: str | None = field(default=None, repr=False)
@@ -142,6 +145,7 @@ class Settings:
             job_lease_s=_number(env, "CONSENTRY_JOB_LEASE_S", 60.0),
             trusted_proxies=_list(env.get("CONSENTRY_TRUSTED_PROXIES", "")),
             secret_key=env.get("CONSENTRY_SECRET_KEY") or None,
+            reveals_per_shift=_optional_int(env, "CONSENTRY_REVEALS_PER_SHIFT") or 50,
         )
 
 

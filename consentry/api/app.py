@@ -13,7 +13,11 @@ from fastapi.staticfiles import StaticFiles
 from consentry import __version__
 from consentry.api.auth import KeyCache
 from consentry.api.routers import accounts, banks, check, hma, media
+from consentry.api.routers import appeals as appeals_api
 from consentry.api.routers import takedowns as takedowns_api
+from consentry.cases.appeals import AppealDesk
+from consentry.cases.decisions import Decisions
+from consentry.cases.review import ReviewQueues
 from consentry.cases.takedowns import TakedownService
 from consentry.cases.worker import CaseWorker
 from consentry.config import Settings
@@ -21,6 +25,7 @@ from consentry.gate import Gate
 from consentry.http import errors
 from consentry.http.deps import parse_networks
 from consentry.store import Database
+from consentry.web import appeals as appeal_pages
 from consentry.web import takedown as takedown_pages
 from consentry.web.takedown import STATIC_DIR
 
@@ -53,6 +58,14 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         g = app.state.gate
         app.state.takedowns = takedowns or TakedownService.from_settings(
             g.db, g.banks, g.policy, settings, sandbox=g.sandbox)
+        svc = app.state.takedowns
+        app.state.queues = ReviewQueues(g.db, clock=svc.now,
+                                        reveals_per_shift=settings.reveals_per_shift,
+                                        case_view=lambda n: svc.view(n).to_dict(svc.now()))
+        app.state.decisions = Decisions(app.state.queues, svc, g.banks, g.policy,
+                                        sender=svc.log.sender, appeal_tokens=g.appeal_tokens,
+                                        public_url=settings.public_base, sandbox=g.sandbox)
+        app.state.appeals = AppealDesk(g.db, g.appeal_tokens, g.policy, clock=svc.now)
         stop = threading.Event()
         retries = threading.Thread(target=CaseWorker(app.state.takedowns).run, args=(stop,),
                                    name="case-worker", daemon=True)
@@ -75,7 +88,9 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app.include_router(banks.router)
     app.include_router(hma.router)
     app.include_router(takedowns_api.router)
+    app.include_router(appeals_api.router)
     app.include_router(takedown_pages.router)
+    app.include_router(appeal_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)

@@ -10,9 +10,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from consentry.cases.appeals import AppealDesk
+from consentry.cases.decisions import Decisions
+from consentry.cases.review import ReviewQueues
 from consentry.cases.takedowns import TakedownService
 from consentry.config import Settings
 from consentry.gate import Gate
+from consentry.limits import Limits
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -27,6 +31,22 @@ def get_gate(request: Request) -> Gate:
 
 def get_takedowns(request: Request) -> TakedownService:
     return request.app.state.takedowns
+
+
+def get_appeals(request: Request) -> AppealDesk:
+    return request.app.state.appeals
+
+
+def get_queues(request: Request) -> ReviewQueues:
+    return request.app.state.queues
+
+
+def get_decisions(request: Request) -> Decisions:
+    return request.app.state.decisions
+
+
+def get_limits(request: Request) -> Limits:
+    return request.app.state.takedowns.limits
 
 
 def parse_networks(networks: Sequence[str]) -> tuple[Network, ...]:
@@ -72,3 +92,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 GateDep = Annotated[Gate, Depends(get_gate)]
 TakedownsDep = Annotated[TakedownService, Depends(get_takedowns)]
 ClientDep = Annotated[str, Depends(client_address)]
+AppealsDep = Annotated[AppealDesk, Depends(get_appeals)]
+QueuesDep = Annotated[ReviewQueues, Depends(get_queues)]
+DecisionsDep = Annotated[Decisions, Depends(get_decisions)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
