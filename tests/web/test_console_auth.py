@@ -180,15 +180,28 @@ def test_pages_send_strangers_to_sign_in_and_json_clients_get_401(browser, alice
     assert browser.get("/console/account").status_code == 200
 
 
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Site": "same-origin", "Origin": "null"},  # what no-referrer pages send
+    {"Origin": "http://testserver"}, {"Sec-Fetch-Site": "none"}])
+def test_a_sign_in_from_the_console_itself_is_accepted(browser, alice, headers):
+    answer = browser.post("/console/login", data={"username": "alice", "password": PASSWORD},
+                          headers=headers)
+    assert answer.status_code == 303
+
+
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/console",
                                     "/console/../../x\\y", "/other", "/console/login"])
 def test_after_sign_in_only_console_pages_are_gone_to(browser, alice, target):
     assert sign_in(browser, next=target).headers["location"] == "/console"
 
 
-def test_a_sign_in_from_another_site_is_refused(browser, alice):
+@pytest.mark.parametrize("headers", [
+    {"Origin": "https://evil.example"},
+    {"Sec-Fetch-Site": "cross-site", "Origin": "null"},
+    {"Sec-Fetch-Site": "same-site", "Origin": "https://other.testserver"}])
+def test_a_sign_in_from_another_site_is_refused(browser, alice, headers):
     answer = browser.post("/console/login", data={"username": "alice", "password": PASSWORD},
-                          headers={"Origin": "https://evil.example"})
+                          headers=headers)
     assert answer.status_code == 403 and SESSION_COOKIE not in answer.headers.get(
         "set-cookie", "")
 
