@@ -53,6 +53,8 @@ from consentry.cases.takedowns import (
 from consentry.config import Settings
 from consentry.errors import ConfigurationError, ConsentryError, InvalidRequest
 from consentry.gate import Gate, Verdict
+from consentry.people import People, Person
+from consentry.people.directory import Directory
 from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import ImageRejected
 from consentry.signals.sandbox import Sandbox, SandboxBusy, shared_sandbox
@@ -798,6 +800,130 @@ def worker(
         runner.run(stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+# -- people ----------------------------------------------------------------------------
+#
+# The console's people. The first administrator is made here; every command prints the
+# person as one JSON line (no password, no secret). Bad input: one line on stderr, exit 2.
+
+user_app = typer.Typer(help="People who sign in to the console, and their roles.",
+                       no_args_is_help=True)
+app.add_typer(user_app, name="user")
+_ROLE_HELP = "admin, lead, moderator, child_safety or compliance; repeatable"
+
+
+def _directory() -> Directory:
+    settings = Settings.from_env()
+    return People.open(_database(settings), settings).directory
+
+
+def _people_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    except ConsentryError as exc:
+        raise _refuse(str(exc)) from exc
+
+
+def _show_person(person: Person) -> None:
+    _line(person.to_dict())
+
+
+def _new_password(from_stdin: bool) -> str:
+    """A new password: the first line of standard input (scripts), else typed twice."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise _refuse("no password on standard input (--password-stdin reads one line)")
+        return password
+    password = getpass.getpass("New password: ")
+    if getpass.getpass("The same again: ") != password:
+        raise _refuse("the two passwords differ; nothing was changed")
+    return password
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Argument(help="3-64 of a-z 0-9 . _ - (lower-cased)")],
+    role: Annotated[list[str], typer.Option(help=_ROLE_HELP)],
+    display_name: Annotated[str | None, typer.Option(help="shown in the console")] = None,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="read the password from the first line of stdin")] = False,
+) -> None:
+    """Add a person who may sign in to the console (the first admin is made this way)."""
+    directory = _directory()
+    password = _new_password(password_stdin)
+    _show_person(_people_call(directory.create, username, roles=role, password=password,
+                              display_name=display_name))
+
+
+@user_app.command("disable")
+def user_disable(username: Annotated[str, typer.Argument()]) -> None:
+    """Stop a person signing in; their sessions end at once."""
+    _show_person(_people_call(_directory().disable, username))
+
+
+@user_app.command("enable")
+def user_enable(username: Annotated[str, typer.Argument()]) -> None:
+    """Let a disabled person sign in again."""
+    _show_person(_people_call(_directory().enable, username))
+
+
+@user_app.command("reset-password")
+def user_reset_password(
+    username: Annotated[str, typer.Argument()],
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="read the password from the first line of stdin")] = False,
+) -> None:
+    """Set a person's password; their sessions end at once."""
+    directory = _directory()
+    _people_call(directory.get, username)  # a typo is told before the password is asked
+    _show_person(_people_call(directory.reset_password, username,
+                              _new_password(password_stdin)))
+
+
+@user_app.command("roles")
+def user_roles(
+    username: Annotated[str, typer.Argument()],
+    role: Annotated[list[str], typer.Option(help=_ROLE_HELP)],
+) -> None:
+    """Replace a person's roles (effective on their next request)."""
+    _show_person(_people_call(_directory().set_roles, username, role))
+
+
+@user_app.command("list")
+def user_list(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON line per person")] = False,
+) -> None:
+    """Everyone who may sign in, or could when enabled again."""
+    everyone = _directory().people()
+    if as_json:
+        for person in everyone:
+            _show_person(person)
+        return
+    table = Table("username", "name", "roles", "totp", "status", box=None, pad_edge=False)
+    for p in everyone:
+        table.add_row(p.username, p.display_name, ", ".join(sorted(r.value for r in p.roles)),
+                      "on" if p.has_totp else "off", "enabled" if p.enabled else "DISABLED")
+    Console().print(table)
+
+
+@user_app.command("totp")
+def user_totp(
+    username: Annotated[str, typer.Argument()],
+    off: Annotated[bool, typer.Option("--off", help="remove the second factor (a lost "
+                                                    "phone); their sessions end")] = False,
+) -> None:
+    """Give a person a new TOTP second factor and print its provisioning URI, once: hand
+    it to them privately (it is never shown again). Replaces any earlier one."""
+    directory = _directory()
+    if off:
+        _show_person(_people_call(directory.turn_off_totp, username))
+        return
+    uri = _people_call(directory.turn_on_totp, username)
+    err.print("Add this to the person's authenticator app now; it is not shown again:",
+              highlight=False, soft_wrap=True)
+    typer.echo(uri)
 
 
 _NO_CALLBACK = ("no removal callback configured, so nothing can be removed: set "

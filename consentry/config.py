@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from consentry.signals.sandbox import SandboxLimits
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 from consentry.errors import ConfigurationError
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+MIN_SECRET_KEY_CHARS = 32
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _default_data_dir() -> Path:
@@ -70,12 +73,17 @@ class Settings:
     # Reveals of unblurred media a reviewer may make in a 12-hour shift; past it, only
     # work without media is offered.
     reveals_per_shift: int = 50
-    # Signs appeal tokens and encrypts TOTP secrets (consentry.keys). None: generated once
-    # into data_dir; a fleet must set CONSENTRY_SECRET_KEY so every replica agrees.
-    secret_key: str | None = field(default=None, repr=False)
     # Reverse proxies whose X-Forwarded-For is believed (CIDRs). Empty: the peer address
     # is the client, whatever headers say, so rotating a header defeats no limit.
     trusted_proxies: tuple[str, ...] = ()
+    # The service's own secret (CONSENTRY_SECRET_KEY): keys derived from it sign appeal
+    # tokens and encrypt the console's TOTP secrets. Unset: one is made on first use and kept in
+    # data_dir/secret.key (consentry.secret_key); a fleet must set the same value on
+    # every replica and command line.
+    secret_key: str | None = field(default=None, repr=False)
+    # The console's session cookie is sent only over HTTPS when True. None: secure unless
+    # the public address is plain http on this machine (a developer's own server).
+    cookie_secure: bool | None = None
 
     def __post_init__(self) -> None:
         # Checked here so a typo stops the service at start, not at the first request.
@@ -96,11 +104,26 @@ class Settings:
             if not 0 < seconds < float("inf"):
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got "
                                          f"{seconds!r}")
+        if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY_CHARS:
+            # Never echo the value: it is a secret even when it is a bad one.
+            raise ConfigurationError(
+                f"CONSENTRY_SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters "
+                f"(it has {len(self.secret_key)}); make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'")
 
     @property
     def public_base(self) -> str:
         """This service's public address, for links in messages."""
         return self.public_url or DEFAULT_PUBLIC_URL
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether console cookies carry ``Secure``: as set, else unless this service is
+        reached over plain http on loopback (where browsers would drop a secure cookie)."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        url = urlsplit(self.public_base)
+        return not (url.scheme == "http" and url.hostname in _LOOPBACK_NAMES)
 
     @property
     def resolved_database_url(self) -> str:
@@ -146,6 +169,7 @@ class Settings:
             trusted_proxies=_list(env.get("CONSENTRY_TRUSTED_PROXIES", "")),
             secret_key=env.get("CONSENTRY_SECRET_KEY") or None,
             reveals_per_shift=_optional_int(env, "CONSENTRY_REVEALS_PER_SHIFT") or 50,
+            cookie_secure=_optional_bool(env, "CONSENTRY_COOKIE_SECURE"),
         )
 
 
@@ -175,3 +199,14 @@ def _optional_int(env: Mapping[str, str], name: str) -> int | None:
     if number < 0:
         raise ConfigurationError(f"{name} must not be negative, got {number}")
     return number
+
+
+def _optional_bool(env: Mapping[str, str], name: str) -> bool | None:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{name} must be true or false (1/0), got {value!r}")

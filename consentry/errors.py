@@ -56,6 +56,20 @@ class Conflict(ConsentryError):
     code = "conflict"
 
 
+class Unauthenticated(ConsentryError):
+    """The caller is not signed in, or the credentials given do not sign anyone in. The
+    message never says which part was wrong (unknown user, disabled, wrong password)."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(ConsentryError):
+    """The caller is known but may not do this: a role it lacks, or a form that did not
+    carry its session's CSRF token."""
+
+    code = "forbidden"
+
+
 class TooManyAttempts(ConsentryError):
     """A limit on attempts was reached; ``retry_after`` says when to try again."""
 

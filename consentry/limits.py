@@ -2,6 +2,7 @@
 
 - ``RateLimit``: at most ``limit`` requests of one kind from one client in a sliding
   window (two fixed windows, the older weighted by how much of it still overlaps).
+- ``first_use``: something that may be used once in a fixed window (a TOTP code).
 - Guesses at a secret (a takedown case's PIN): at most ``GUESSES_BEFORE_LOCK`` unconfirmed
   guesses per target and client, then a lock that doubles with each further lock.
 
@@ -101,6 +102,19 @@ class Limits:
                 RateWindow.scope == ticket.rule.scope, RateWindow.client == ticket.client,
                 RateWindow.window == ticket.window, RateWindow.count > 0)
                 .values(count=RateWindow.count - 1))
+
+    def first_use(self, scope: str, subject: str, window: int) -> bool:
+        """Count one use of something that may be used once per fixed window (a TOTP
+        code in its 30-second step): True for the first use of ``subject`` in ``window``
+        (epoch seconds it starts at), False after. Atomic: of concurrent uses, one wins."""
+        with self.db.transaction() as s:
+            count = s.scalar(
+                upsert_insert(s, RateWindow)
+                .values(scope=scope, client=client_key(subject), window=window, count=1)
+                .on_conflict_do_update(index_elements=["scope", "client", "window"],
+                                       set_={"count": RateWindow.count + 1})
+                .returning(RateWindow.count))
+        return count == 1
 
     # -- guesses at a secret ----------------------------------------------------------
 

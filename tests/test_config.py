@@ -35,3 +35,30 @@ def test_a_network_that_is_not_a_cidr_stops_the_start(network):
 def test_a_fetch_deadline_must_be_a_positive_number_of_seconds(seconds):
     with pytest.raises(ValueError, match="CONSENTRY_HMA_FETCH_TIMEOUT_S"):
         Settings(hma_fetch_timeout_s=seconds)
+
+
+@pytest.mark.parametrize(("public_url", "setting", "secure"), [
+    (None, None, False),  # the default: plain http on loopback
+    ("http://localhost:8000", None, False),
+    ("http://[::1]:8000", None, False),
+    ("https://console.example", None, True),
+    ("http://console.internal", None, True),  # not loopback: browsers must use HTTPS
+    ("http://127.0.0.1:8000", True, True),
+    ("https://console.example", False, False),
+])
+def test_console_cookies_are_secure_unless_served_plainly_on_loopback(public_url, setting,
+                                                                      secure):
+    assert Settings(public_url=public_url, cookie_secure=setting).secure_cookies is secure
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("0", False),
+                                                 ("no", False), ("", None)])
+def test_cookie_secure_is_read_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("CONSENTRY_COOKIE_SECURE", value)
+    assert Settings.from_env().cookie_secure is expected
+
+
+def test_a_cookie_setting_that_is_not_a_boolean_stops_the_start(monkeypatch):
+    monkeypatch.setenv("CONSENTRY_COOKIE_SECURE", "maybe")
+    with pytest.raises(ValueError, match="CONSENTRY_COOKIE_SECURE"):
+        Settings.from_env()

@@ -24,8 +24,11 @@ from consentry.config import Settings
 from consentry.gate import Gate
 from consentry.http import errors
 from consentry.http.deps import parse_networks
+from consentry.http.headers import CONSOLE_HEADERS, PathHeaders
+from consentry.people import People
 from consentry.store import Database
 from consentry.web import appeals as appeal_pages
+from consentry.web import console_auth
 from consentry.web import takedown as takedown_pages
 from consentry.web.takedown import STATIC_DIR
 
@@ -35,11 +38,13 @@ MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
-               takedowns: TakedownService | None = None) -> FastAPI:
+               takedowns: TakedownService | None = None,
+               people: People | None = None) -> FastAPI:
     """Build the app. With no ``gate``, one is made from ``settings`` (migrating the
     database and loading the models at startup); likewise the takedown service, whose
-    worker (intake left by a crash, callback retries) then runs on a background thread.
-    Settings default to the given gate's, else to the environment."""
+    worker (intake left by a crash, callback retries) then runs on a background thread,
+    and the console's people and sessions. Settings default to the given gate's, else to
+    the environment."""
     settings = settings or (gate.settings if gate is not None else Settings.from_env())
 
     @asynccontextmanager
@@ -66,9 +71,11 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
                                         sender=svc.log.sender, appeal_tokens=g.appeal_tokens,
                                         public_url=settings.public_base, sandbox=g.sandbox)
         app.state.appeals = AppealDesk(g.db, g.appeal_tokens, g.policy, clock=svc.now)
+        app.state.people = people or People.open(g.db, settings)
         stop = threading.Event()
-        retries = threading.Thread(target=CaseWorker(app.state.takedowns).run, args=(stop,),
-                                   name="case-worker", daemon=True)
+        worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune])
+        retries = threading.Thread(target=worker.run, args=(stop,), name="case-worker",
+                                   daemon=True)
         retries.start()
         yield
         stop.set()
@@ -91,6 +98,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app.include_router(appeals_api.router)
     app.include_router(takedown_pages.router)
     app.include_router(appeal_pages.router)
+    app.include_router(console_auth.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)
@@ -107,5 +115,6 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
                            f"{MAX_BODY_BYTES}"})
         return await call_next(request)
 
-    errors.install(app)
+    app.add_middleware(PathHeaders, prefix="/console", headers=CONSOLE_HEADERS)
+    errors.install(app, pages={"/console": console_auth.error_page})
     return app

@@ -18,13 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any, Final
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from consentry.errors import Conflict, NotFound, TooManyAttempts
+from consentry.people.roles import DECIDE, LEAD_DASHBOARDS, SEE_RESTRICTED
 from consentry.policy.routing import Queue
 from consentry.store import Database
 from consentry.store.models import (
@@ -43,16 +43,6 @@ DEFAULT_REVEALS_PER_SHIFT: Final = 50
 PAGE: Final = 50
 
 
-class Role(StrEnum):
-    """Console roles (``people.roles`` holds the same names)."""
-
-    ADMIN = "admin"
-    LEAD = "lead"
-    MODERATOR = "moderator"
-    CHILD_SAFETY = "child_safety"
-    COMPLIANCE = "compliance"  # read-only: reports and history
-
-
 @dataclass(frozen=True)
 class Reviewer:
     """The person acting, as the console's sign-in established them."""
@@ -63,15 +53,15 @@ class Reviewer:
 
     @property
     def sees_restricted(self) -> bool:
-        return bool(self.roles & {Role.CHILD_SAFETY, Role.ADMIN})
+        return not SEE_RESTRICTED.isdisjoint(self.roles)
 
     @property
     def decides(self) -> bool:
-        return bool(self.roles & {Role.ADMIN, Role.LEAD, Role.MODERATOR, Role.CHILD_SAFETY})
+        return not DECIDE.isdisjoint(self.roles)
 
     @property
     def leads(self) -> bool:
-        return bool(self.roles & {Role.ADMIN, Role.LEAD})
+        return not LEAD_DASHBOARDS.isdisjoint(self.roles)
 
 
 class ItemGone(NotFound):

@@ -70,10 +70,10 @@ from consentry.cases.senders import Sender, sender_from_env
 from consentry.config import Settings
 from consentry.enforcement.appeal_tokens import AppealRef, AppealSubject, AppealTokens
 from consentry.errors import ConfigurationError, InvalidRequest
-from consentry.keys import service_key
 from consentry.limits import Limits, RateLimit
 from consentry.policy.document import Policy
 from consentry.policy.routing import ItemKind, Queue, routed
+from consentry.secret_key import derive_key, service_secret_key
 from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import ImageRejected
 from consentry.signals.sandbox import Sandbox, shared_sandbox
@@ -158,7 +158,7 @@ class TakedownService:
                    intake_lease=timedelta(seconds=settings.job_lease_s),
                    sandbox=sandbox or shared_sandbox(settings.sandbox_limits()),
                    decode_timeout_s=settings.analysis_timeout_s,
-                   appeal_tokens=AppealTokens(service_key(settings, "appeals")))
+                   appeal_tokens=AppealTokens(derive_key(service_secret_key(settings), "appeals")))
 
     def now(self) -> datetime:
         return self._clock()

@@ -1,5 +1,6 @@
 """The cases' background worker: finishes intake a crashed process left, makes the
-removal callbacks that are due, and now and then forgets expired rate-limit counts.
+removal callbacks that are due, and now and then forgets expired rate-limit counts and
+sessions.
 A server runs it on a thread; ``consentry worker`` runs it on its own (cron-free
 deployments, or more workers than servers)."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 
 from consentry.cases.takedowns import TakedownService
 
@@ -15,9 +17,12 @@ _PRUNE_EVERY_ROUNDS = 720  # hourly at the default pace
 
 
 class CaseWorker:
-    def __init__(self, takedowns: TakedownService, *, every_s: float = 5.0) -> None:
+    def __init__(self, takedowns: TakedownService, *, every_s: float = 5.0,
+                 housekeeping: Sequence[Callable[[], object]] = ()) -> None:
         self.takedowns = takedowns
         self.every_s = every_s
+        # Hourly chores of other parts (expired console sessions, ...).
+        self.housekeeping = [takedowns.limits.prune, *housekeeping]
         self._rounds = 0
 
     def run_once(self) -> tuple[int, int]:
@@ -25,7 +30,8 @@ class CaseWorker:
         resumed = self.takedowns.resume_intake()
         attempts = self.takedowns.removals.dispatch()
         if self._rounds % _PRUNE_EVERY_ROUNDS == 0:
-            self.takedowns.limits.prune()
+            for chore in self.housekeeping:
+                chore()
         self._rounds += 1
         return resumed, attempts
 

@@ -46,7 +46,6 @@ from consentry.gate.verdict import (
     PolicyCitation,
     Verdict,
 )
-from consentry.keys import service_key
 from consentry.policy import (
     KnownMatch,
     Policy,
@@ -58,6 +57,7 @@ from consentry.policy import (
     load_policy,
 )
 from consentry.policy.routing import route_check
+from consentry.secret_key import derive_key, service_secret_key
 from consentry.signals.findings import ImageFindings, PromptFindings
 from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected
@@ -504,7 +504,8 @@ class Gate:
     @property
     def appeal_tokens(self) -> AppealTokens:
         if self._appeal_tokens is None:
-            self._appeal_tokens = AppealTokens(service_key(self.settings, "appeals"))
+            self._appeal_tokens = AppealTokens(
+                derive_key(service_secret_key(self.settings), "appeals"))
         return self._appeal_tokens
 
     def _appeal(self, check_id: str, now: datetime, window: int) -> Appeal:

@@ -4,22 +4,29 @@ errors (``consentry.errors``) to statuses once for every router and page."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from consentry.errors import (
     Conflict,
     ConsentryError,
+    Forbidden,
     InvalidRequest,
     NotFound,
     TooManyAttempts,
+    Unauthenticated,
     Unavailable,
 )
+
+# Renders an error as a page for the pages under a path (the console); None: the client
+# wants JSON, which it then gets in the one error shape.
+ErrorPage = Callable[[Request, ConsentryError, int], Response | None]
 
 
 class ErrorDetail(BaseModel):
@@ -64,8 +71,8 @@ def status_of(exc: ConsentryError) -> int:
     """The HTTP status of a package error."""
     if isinstance(exc, InvalidRequest):
         return 413 if exc.too_large else 422
-    for kind, status in ((NotFound, 404), (Conflict, 409), (TooManyAttempts, 429),
-                         (Unavailable, 503)):
+    for kind, status in ((Unauthenticated, 401), (Forbidden, 403), (NotFound, 404),
+                         (Conflict, 409), (TooManyAttempts, 429), (Unavailable, 503)):
         if isinstance(exc, kind):
             return status
     return 422  # any other error a caller can fix is bad input
@@ -77,11 +84,17 @@ def retry_after(exc: ConsentryError) -> dict[str, str] | None:
     return {"Retry-After": str(seconds)} if seconds else None
 
 
-def install(app: FastAPI) -> None:
-    """Map every error to its status and the one error shape."""
+def install(app: FastAPI, *, pages: Mapping[str, ErrorPage] | None = None) -> None:
+    """Map every error to its status and the one error shape; under each path prefix of
+    ``pages``, its renderer may answer with a page instead (same status)."""
 
     @app.exception_handler(ConsentryError)
-    async def package_error(_: Request, exc: ConsentryError) -> JSONResponse:
+    async def package_error(request: Request, exc: ConsentryError) -> Response:
+        for prefix, render in (pages or {}).items():
+            if request.url.path == prefix or request.url.path.startswith(prefix + "/"):
+                page = render(request, exc, status_of(exc))
+                if page is not None:
+                    return page
         body = exc.to_dict()
         if not isinstance(exc, InvalidRequest) and status_of(exc) == 422:
             body.setdefault("field", "body")
