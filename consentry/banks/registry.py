@@ -270,6 +270,14 @@ class BankRegistry:
             entry = self._entry(s, entry_id)
             return _entry_info(entry, s.get_one(Bank, entry.bank_id))
 
+    def history(self, entry_id: int, *, limit: int = 50) -> builtins.list[dict[str, Any]]:
+        """An entry's events, newest first: who changed it, when, and why."""
+        with self.db.transaction() as s:
+            rows = s.scalars(select(BankEvent).where(BankEvent.entry_id == entry_id)
+                             .order_by(BankEvent.id.desc()).limit(limit))
+            return [{"action": e.action, "actor": e.actor, "at": e.at, "details": e.details}
+                    for e in rows]
+
     def entries(self, bank_name: str, *, limit: int = 100, after_id: int = 0,
                 include_removed: bool = True) -> builtins.list[EntryInfo]:
         with self.db.transaction() as s:
@@ -282,7 +290,7 @@ class BankRegistry:
             return [_entry_info(e, bank) for e in rows]
 
     def set_entry_enabled(self, entry_id: int, enabled: bool, *,
-                          actor: str = "system") -> EntryInfo:
+                          actor: str = "system", reason: str = "") -> EntryInfo:
         now = self._clock()
         with self.db.transaction() as s:
             entry = self._entry(s, entry_id)
@@ -291,7 +299,8 @@ class BankRegistry:
             if (entry.disabled_at is None) != enabled:
                 entry.disabled_at = None if enabled else now
                 s.add(BankEvent(bank_id=entry.bank_id, entry_id=entry.id, at=now, actor=actor,
-                                action="entry_enabled" if enabled else "entry_disabled"))
+                                action="entry_enabled" if enabled else "entry_disabled",
+                                details={"reason": reason} if reason else {}))
             return _entry_info(entry, s.get_one(Bank, entry.bank_id))
 
     def remove_entry(self, entry_id: int, *, actor: str = "system", reason: str = "") -> EntryInfo:
