@@ -6,14 +6,15 @@ policy in force, clause by clause."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from consentry.banks.registry import BankCategory, BankNotFound, EntryInfo
-from consentry.errors import Forbidden
 from consentry.http.bodies import read_form
-from consentry.http.deps import CsrfUser, CurrentUser, GateDep
+from consentry.http.deps import CurrentUser, GateDep, check_csrf, require_roles
 from consentry.people import LiveSession
 from consentry.people.roles import Role, may_see_restricted
 from consentry.web.console_layout import console_page
@@ -64,11 +65,10 @@ async def entry(request: Request, name: str, entry_id: int, user: CurrentUser,
 
 
 @router.post("/banks/{name}/entries/{entry_id:int}", response_class=HTMLResponse)
-async def change_entry(request: Request, name: str, entry_id: int, user: CsrfUser,
+async def change_entry(request: Request, name: str, entry_id: int,
+                       user: Annotated[LiveSession, require_roles(*_CHANGE_ENTRIES)],
                        gate: GateDep) -> Response:
-    if not _may_change(user):
-        raise Forbidden("disabling and re-enabling entries needs the lead or admin role",
-                        code="role_required")
+    await check_csrf(request, user)
     found = await _entry(gate, name, entry_id, user)
     form = await read_form(request, max_files=0, max_fields=10)
     enable = form.get("enable") == "1"
