@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from consentry.errors import Conflict, NotFound, TooManyAttempts
@@ -170,13 +170,9 @@ class ReviewQueues:
         the previous page."""
         query = self._visible(select(ReviewItem), reviewer).where(
             ReviewItem.queue == queue, ReviewItem.status == status)
-        if after is not None:
-            priority, due, last = after
-            query = query.where(or_(
-                ReviewItem.priority > priority,
-                and_(ReviewItem.priority == priority, ReviewItem.due_at > due),
-                and_(ReviewItem.priority == priority, ReviewItem.due_at == due,
-                     ReviewItem.id > last)))
+        if after is not None:  # a row-value comparison: one index range scan
+            query = query.where(tuple_(ReviewItem.priority, ReviewItem.due_at,
+                                       ReviewItem.id) > tuple_(*after))
         query = query.order_by(ReviewItem.priority, ReviewItem.due_at, ReviewItem.id)
         with self.db.transaction() as s:
             return [summary(r) for r in s.scalars(query.limit(limit))]

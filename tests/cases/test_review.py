@@ -292,3 +292,12 @@ def test_strikes_are_owned_by_what_made_them(gate, desk, people, photos):
                                                           Strike.revoked_at.is_not(None)))
         assert list(revoked) == [a.id]
     assert _strikes(gate, "u8") == 1
+
+
+def test_a_queue_pages_through_every_item_once_in_working_order(gate, desk, people):
+    ids = _items(gate, 120)
+    queues, seen, after = desk["queues"], [], None
+    while page := queues.page(people["mia"], "gate_review", limit=50, after=after):
+        seen += [i.id for i in page]
+        after = (page[-1].priority, page[-1].due_at, page[-1].id)
+    assert seen == ids  # soonest due first, each once
