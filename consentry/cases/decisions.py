@@ -305,7 +305,7 @@ class Decisions:
             plan.now.append(lambda ss: self._undo(ss, item_id, check))
             plan.after.append(lambda: self._unbank_refusal(check.id, reviewer))
             if row.kind == "hash_dispute":
-                plan.after.append(lambda: self._allow_disputed(check.id, reviewer))
+                plan.after.append(lambda: self._allow_disputed(check.id, reviewer, rationale))
         else:
             number, who = appeal.subject.split(":", 1)
             if who == "requester":  # a requester contests a rejection: act on the request
@@ -374,8 +374,19 @@ class Decisions:
         for entry_id in entries:
             self.banks.registry.set_entry_enabled(entry_id, False, actor=_actor(reviewer))
 
-    def _allow_disputed(self, check_id: str, reviewer: Reviewer) -> None:
-        """A dispute upheld: the image goes into an allow bank, so it no longer matches."""
+    def _allow_disputed(self, check_id: str, reviewer: Reviewer, rationale: str) -> None:
+        """A dispute upheld: the entries that matched this very file (an identical MD5) are
+        wrong and are disabled; and the image goes into an allow bank, so that entries it
+        merely resembles (a PDQ collision) no longer match it."""
+        with self.db.transaction() as s:
+            reasons = s.get_one(CheckRecord, check_id).verdict.get("reasons", [])
+        for reason in reasons:
+            if reason.get("code") == "hash_match" and reason.get("rule") == "md5" \
+                    and reason.get("entry"):
+                with suppress(BankError):  # removed meanwhile
+                    self.banks.registry.set_entry_enabled(
+                        int(reason["entry"]), False, actor=_actor(reviewer),
+                        reason=f"dispute upheld: {rationale}"[:500])
         fingerprint = self._fingerprint(check_id)
         if fingerprint is None:
             return  # no bytes kept (KM-1): nothing to add

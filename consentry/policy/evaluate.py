@@ -238,7 +238,8 @@ _CLAUSE_SEVERITY = ("KM-1", "CS-1", "II-3", "II-1", "II-2", "SX-1")
 def _match_reason(m: KnownMatch) -> Reason:
     how = "identical file" if m.signal == "md5" else f"PDQ distance {m.distance}"
     return Reason(ReasonCode.HASH_MATCH, f"matches entry {m.entry_id} of bank {m.bank} ({how})",
-                  kind=m.category, bank=m.bank, distance=m.distance, rule=f"{m.signal}")
+                  kind=m.category, bank=m.bank, entry=m.entry_id, distance=m.distance,
+                  rule=f"{m.signal}")
 
 
 def evaluate_media(

@@ -38,6 +38,7 @@ class Reason:
     stated_age: int | None = None
     score: float | None = None
     bank: str | None = None
+    entry: int | None = None  # the bank entry matched
     distance: int | None = None
 
     def to_dict(self) -> dict[str, Any]:

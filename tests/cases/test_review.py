@@ -13,6 +13,7 @@ from platform_content import register, tida
 from removal_platform import SECRET
 from sqlalchemy import select
 
+from consentry.banks.services import entry_hashes
 from consentry.cases.appeals import AlreadyAppealed, AppealDesk, AppealWindowClosed
 from consentry.cases.callback import PlatformCallback
 from consentry.cases.decisions import Decision, Decisions
@@ -21,7 +22,15 @@ from consentry.cases.review import ItemGone, Reviewer, ReviewQueues
 from consentry.cases.senders import OutboxSender
 from consentry.cases.takedowns import TakedownService
 from consentry.errors import InvalidRequest, TooManyAttempts
-from consentry.store.models import CheckRecord, Notification, ReviewItem, Strike, User
+from consentry.signals.hashing import fingerprint
+from consentry.store.models import (
+    CheckMedia,
+    CheckRecord,
+    Notification,
+    ReviewItem,
+    Strike,
+    User,
+)
 from consentry.store.review import open_item
 
 WHY = "a swimsuit edit of a real woman"
@@ -301,3 +310,53 @@ def test_a_queue_pages_through_every_item_once_in_working_order(gate, desk, peop
         seen += [i.id for i in page]
         after = (page[-1].priority, page[-1].due_at, page[-1].id)
     assert seen == ids  # soonest due first, each once
+
+
+def test_a_disputed_hash_match_upheld_goes_into_an_allow_bank(gate, desk, people, photos):
+    """An upload refused as a known victim's image (II-3) that is not: the dispute goes to
+    the hash-dispute queue; upholding it lifts the strike and lets the image through."""
+    gate.banks.registry.create("victims", "block", "ncii")
+    gate.banks.registry.add_entry("victims", entry_hashes(fingerprint(photos["coffee"])))
+    refused = gate.check_upload(photos["coffee"], "baker", "post-1")
+    assert (refused.decision, refused.policy.clause) == ("block", "II-3")
+    assert _strikes(gate, "baker") == 2
+    filed = desk["appeals"].file(refused.appeal.token, "This is my own photo of my coffee.")
+    assert filed.queue == "hash_disputes"
+    item = desk["queues"].take_next(people["noah"], "hash_disputes")
+    desk["decisions"].decide(people["noah"], [item.id], Decision.OVERTURN, "OK-1",
+                             "a coffee cup, not the reported image")
+    assert _strikes(gate, "baker") == 0
+    again = gate.check_upload(photos["coffee"], "baker", "post-2")
+    assert again.decision == "allow"  # the allow bank explains the match away
+
+
+def _refused_by_image(gate, photo: bytes, account: str, clause: str = "SX-1") -> int:
+    """An upload the image analysis refused, with its evidence, as the gate records one
+    (the real models need an explicit photo to refuse, which the tests do not ship)."""
+    now = gate._clock()
+    check_id = f"chk_img_{account}"
+    with gate.db.transaction() as s:
+        s.add(CheckRecord(id=check_id, kind="upload", account_id=None, created_at=now,
+                          decision="block", category="sexual_content", clause=clause,
+                          policy_version="test", image_sha256=[], content_id=f"post-{account}",
+                          verdict={"reasons": []}, latency_ms=1.0))
+        s.flush()
+        s.add(CheckMedia(check_id=check_id, position=0, sha256="-", content=photo))
+        return open_item(s, queue="image_refusals", kind="image_refusal", subject=check_id,
+                         account_id=None, clause=clause, restricted=False, has_media=True,
+                         priority=3, due_at=now + timedelta(days=2), now=now)
+
+
+def test_confirming_an_image_refusal_banks_it_and_overturning_one_restores_it(
+        gate, desk, people, photos, platform):
+    confirm = _refused_by_image(gate, photos["flower"], "a1")
+    restore = _refused_by_image(gate, photos["china"], "a2")
+    decide = desk["decisions"].decide
+    decide(people["mia"], [confirm], Decision.UPHOLD, "SX-1", "explicit nudity, no doubt")
+    blocked = gate.check_upload(photos["flower"], "someone", "post-x")
+    assert blocked.decision == "block" and any(r["code"] == "hash_match" and
+                                               r["bank"] == "own-refusals"
+                                               for r in blocked.reasons)
+    decide(people["mia"], [restore], Decision.OVERTURN, "OK-1", "a landscape, no nudity")
+    desk["takedowns"].dispatch()
+    assert ("restore", "post-a2") in [(r.action, r.content_id) for r in platform.received]
