@@ -73,6 +73,8 @@ class Settings:
     # Reveals of unblurred media a reviewer may make in a 12-hour shift; past it, only
     # work without media is offered.
     reveals_per_shift: int = 50
+    # Seconds a revealed image stays unblurred in the console before it blurs again.
+    reveal_seconds: int = 10
     # Reverse proxies whose X-Forwarded-For is believed (CIDRs). Empty: the peer address
     # is the client, whatever headers say, so rotating a header defeats no limit.
     trusted_proxies: tuple[str, ...] = ()
@@ -169,6 +171,7 @@ class Settings:
             trusted_proxies=_list(env.get("CONSENTRY_TRUSTED_PROXIES", "")),
             secret_key=env.get("CONSENTRY_SECRET_KEY") or None,
             reveals_per_shift=_optional_int(env, "CONSENTRY_REVEALS_PER_SHIFT") or 50,
+            reveal_seconds=_optional_int(env, "CONSENTRY_REVEAL_SECONDS") or 10,
             cookie_secure=_optional_bool(env, "CONSENTRY_COOKIE_SECURE"),
         )
 

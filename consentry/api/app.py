@@ -28,7 +28,7 @@ from consentry.http.headers import CONSOLE_HEADERS, PathHeaders
 from consentry.people import People
 from consentry.store import Database
 from consentry.web import appeals as appeal_pages
-from consentry.web import console_auth, console_banks
+from consentry.web import console_auth, console_banks, console_review
 from consentry.web import takedown as takedown_pages
 from consentry.web.takedown import STATIC_DIR
 
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app.include_router(appeal_pages.router)
     app.include_router(console_auth.router)
     app.include_router(console_banks.router)
+    app.include_router(console_review.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)

@@ -284,12 +284,19 @@ class ReviewQueues:
               reveal: bool) -> bytes:
         """The bytes of one image of an item, for the console to render (blurred unless
         ``reveal``). A reveal is recorded; past the shift's limit it is refused."""
+        return self.media_and_reasons(reviewer, item_id, position, reveal=reveal)[0]
+
+    def media_and_reasons(self, reviewer: Reviewer, item_id: int, position: int, *,
+                          reveal: bool) -> tuple[bytes, list[dict[str, Any]]]:
+        """As ``media``, with the verdict's reasons (the face boxes to draw over it)."""
         with self.db.transaction() as s:
             row = self._row(s, reviewer, item_id)
             check_id = self.check_of(s, row)
             media = s.get(CheckMedia, (check_id, position)) if check_id else None
             if media is None:
                 raise ItemGone(f"item {item_id} has no image {position}")
+            record = s.get(CheckRecord, check_id)
+            reasons = list((record.verdict or {}).get("reasons", [])) if record else []
             if reveal:
                 if self._reveals(s, reviewer) >= self.reveals_per_shift:
                     raise TooManyAttempts(
@@ -297,7 +304,7 @@ class ReviewQueues:
                         "a break from media: only work without images is offered now",
                         code="reveal_limit")
                 self.event(s, row.id, "revealed", reviewer, position=position)
-            return media.content
+            return media.content, reasons
 
     def reveals_this_shift(self, reviewer: Reviewer) -> int:
         with self.db.transaction() as s:

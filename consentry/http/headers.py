@@ -18,7 +18,7 @@ CONSOLE_HEADERS: Final = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; "
-                                "img-src 'self'; object-src 'none'; base-uri 'none'; "
+                                "img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
                                 "form-action 'self'; frame-ancestors 'none'"),
     "Cross-Origin-Opener-Policy": "same-origin",
 }

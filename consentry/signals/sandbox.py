@@ -31,10 +31,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
@@ -48,6 +49,7 @@ from consentry.signals.hashing import (
     image_hashes,
 )
 from consentry.signals.image import DecodedImage, ImageRejected, decode_image
+from consentry.signals.preview import FaceBox, Look, Preview, render_preview
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,10 @@ def _both_task(data: bytes) -> tuple[DecodedImage, Fingerprint]:
     return _guarded(decode_and_fingerprint, data)
 
 
+def _preview_task(data: bytes, *, look: Look, faces: tuple[FaceBox, ...]) -> Preview:
+    return _guarded(lambda d: render_preview(d, look, faces), data)
+
+
 @dataclass(frozen=True)
 class WorkerProbe:
     """One decoding worker, as it answered a no-op task."""
@@ -240,6 +246,12 @@ class Sandbox:
                                ) -> tuple[DecodedImage, Fingerprint]:
         """``signals.hashing.decode_and_fingerprint`` in a worker: one decode for both."""
         return self._run(_both_task, data, timeout_s)
+
+    def preview(self, data: bytes, look: Look = Look.BLURRED, *,
+                faces: Sequence[FaceBox] = (), timeout_s: float | None = None) -> Preview:
+        """``signals.preview.render_preview`` in a worker: what a reviewer is shown."""
+        task = partial(_preview_task, look=look, faces=tuple(faces))
+        return self._run(task, data, timeout_s)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The console's sign-in pages and the pages of one's own account: ``/console/login``
 (username and password), ``/console/login/code`` (the TOTP step), ``/console/logout``,
 ``/console/account`` (password, second factor), ``/console/people`` (administrators: who
-may sign in) and the ``/console`` landing page. No JavaScript; every form posts back
-with the session's CSRF token (``consentry.http.deps``).
+may sign in). The landing page ``/console`` is the review home (``console_review``).
+No JavaScript; every form posts back with the session's CSRF token
+(``consentry.http.deps``).
 
 ``error_page`` renders the package's errors for everything under ``/console``: not
 signed in becomes a redirect to the sign-in page, a missing role or CSRF token a 403
@@ -196,11 +197,6 @@ def logout(request: Request, session: CsrfSession, people: PeopleDep,
 
 
 # -- the signed-in person -----------------------------------------------------------------
-
-
-@router.get("", response_class=HTMLResponse)
-def home(request: Request, user: CurrentUser) -> HTMLResponse:
-    return console_page(request, "home.html", user, title="Console")
 
 
 def _account_page(request: Request, user: LiveSession, *, offer: TotpOffer | None = None,
