@@ -274,10 +274,12 @@ class ReviewQueues:
                                   "subject": appeal.subject, "reason": appeal.reason,
                                   "filed_at": appeal.filed_at}
             number = self.case_of(s, row)
-            if number is not None and self._case_view is not None:
-                out.case = self._case_view(number)
             if row.account_id:
                 out.account = _account_history(s, row.account_id)
+        # Outside the transaction: the case is read in one of its own (on SQLite a second
+        # writer inside the first would wait for it forever).
+        if number is not None and self._case_view is not None:
+            out.case = self._case_view(number)
         return out
 
     def media(self, reviewer: Reviewer, item_id: int, position: int, *,

@@ -5,17 +5,13 @@ without sideways scrolling, the signed-in name and the sign-out button in view."
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from counting_passwords import PASSWORD, SECRET_KEY, CountingPasswords
-from playwright.sync_api import Browser, expect, sync_playwright
+from live_server import serving
+from playwright.sync_api import expect
 
 from consentry.api.app import create_app
 from consentry.config import Settings
@@ -25,18 +21,6 @@ from consentry.people.directory import Directory
 from consentry.people.sessions import Sessions
 from consentry.people.totp import SecretBox
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed: run `make system-deps`")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
 
 @pytest.fixture
 def site(db, tmp_path: Path) -> Iterator[str]:
@@ -45,20 +29,8 @@ def site(db, tmp_path: Path) -> Iterator[str]:
                               passwords=CountingPasswords()), Sessions(db))
     people.directory.create("root", roles=["admin", "child_safety", "compliance", "lead"],
                             password=PASSWORD, display_name="Alexandra Featherstonehaugh")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(gate=gate, people=people),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(gate=gate, people=people)) as base:
+        yield base
     gate.close()
 
 

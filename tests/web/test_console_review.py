@@ -98,6 +98,9 @@ def test_a_moderator_takes_a_held_request_sees_it_blurred_reveals_it_and_decides
     assert "you, until" in page.text  # her claim
     assert "estimated age" in page.text  # the face the verdict reported
     assert "Account u1" in page.text and 'name="clause"' in page.text
+    for html in (home.text, queue.text, page.text):  # the CSP allows no inline code
+        assert not re.search(r"<script(?![^>]*\bsrc=\"/static/)|<script[^>]*>[^<]", html)
+        assert " style=" not in html and not re.search(r"<[^>]*\son[a-z]+\s*=", html)
 
     blurred = _image(mia.get(f"/console/items/{item_id}/media/0"))
     assert max(blurred.size) <= 320 and _colourful(blurred) < 25  # grey (the box is amber)

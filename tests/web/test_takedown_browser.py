@@ -5,16 +5,13 @@ then open the status page. The in-page PDQ must agree with the server's within 1
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from live_server import serving
+from playwright.sync_api import Browser, Page, expect
 from removal_platform import SECRET
 
 from consentry.api.app import create_app
@@ -25,18 +22,6 @@ from consentry.cases.takedowns import TakedownService
 from consentry.signals.hashing import fingerprint, parse_pdq_hex
 from consentry.store.models import TakedownCase
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed: run `make system-deps`")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
 
 @pytest.fixture
 def site(gate, platform, tmp_path: Path) -> Iterator[str]:
@@ -44,20 +29,8 @@ def site(gate, platform, tmp_path: Path) -> Iterator[str]:
     callback = PlatformCallback(platform.url, SECRET)
     takedowns = TakedownService(gate.db, gate.banks, gate.policy, callback=callback,
                                 sender=OutboxSender(tmp_path / "outbox"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(gate=gate, takedowns=takedowns),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(gate=gate, takedowns=takedowns)) as base:
+        yield base
     callback.close()
 
 
