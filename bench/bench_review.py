@@ -18,13 +18,13 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, insert, text
+from scratch_db import scratch_postgres
+from sqlalchemy import insert, text
 
 from consentry.cases.decisions import Decision, Decisions
 from consentry.cases.review import Reviewer, ReviewQueues
@@ -81,20 +81,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
 
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(args.url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in args.url else "?"
-    db = Database(f"{args.url}{sep}options=-csearch_path%3D{schema}")
-    try:
-        db.migrate()
+    with scratch_postgres(args.url) as db:
         run(db, args)
-    finally:
-        db.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def run(db: Database, args: argparse.Namespace) -> None:

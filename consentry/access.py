@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from sqlalchemy import select
 
+from consentry import audit
 from consentry.store import Database
 from consentry.store.models import ApiKey
 
@@ -44,6 +45,7 @@ def create_api_key(db: Database, name: str, scopes: list[Scope]) -> tuple[str, s
     """Create a key; returns ``(key_id, secret)``. The secret is not stored."""
     if not scopes:
         raise ValueError("an API key needs at least one scope")
+    audit.install()  # keys made and revoked are links of the audit chain
     key_id = f"key_{secrets.token_hex(6)}"
     secret = f"{KEY_PREFIX}{secrets.token_urlsafe(32)}"
     with db.transaction() as session:

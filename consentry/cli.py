@@ -17,6 +17,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from consentry.access import Scope, create_api_key, revoke_api_key
+from consentry.audit.checkpoints import Signer, public_key_text, signer_for
+from consentry.audit.export import export
+from consentry.audit.verify import verify, verify_export
 from consentry.banks.exchanges import (
     Exchange,
     ExchangeError,
@@ -789,7 +792,10 @@ def worker(
 
     from consentry.cases.worker import CaseWorker
 
-    runner = CaseWorker(_takedowns(), every_s=every)
+    takedowns = _takedowns()
+    settings = Settings.from_env()
+    runner = CaseWorker(takedowns, every_s=every,
+                        housekeeping=[signer_for(takedowns.db, settings).checkpoint])
     if once:
         resumed, attempts = runner.run_once()
         typer.echo(f"{resumed} intake jobs finished, {attempts} callback attempts made")
@@ -928,6 +934,84 @@ def user_totp(
 
 _NO_CALLBACK = ("no removal callback configured, so nothing can be removed: set "
                 "CONSENTRY_REMOVAL_CALLBACK_URL and CONSENTRY_REMOVAL_CALLBACK_SECRET")
+
+
+# -- the audit chain ----------------------------------------------------------------------
+
+audit_app = typer.Typer(help="The tamper-evident record: verify, checkpoint, export.",
+                        no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+EXIT_TAMPERED = 1
+
+
+def _signer() -> Signer:
+    settings = Settings.from_env()
+    return signer_for(_database(settings), settings)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    first: Annotated[int | None, typer.Option("--from", help="first link (default 1)")] = None,
+    last: Annotated[int | None, typer.Option("--to", help="last link (default: the head)")
+                    ] = None,
+    sources: Annotated[bool, typer.Option(
+        help="also check the audited rows still match their links")] = False,
+) -> None:
+    """Check every link (and signed checkpoint) in a range; name the first bad one.
+    Exit 0 when intact, 1 when tampered with."""
+    signer = _signer()
+    report = verify(signer.db, first=first, last=last, public=signer.public,
+                    sources=sources)
+    _line(report.to_dict())
+    if not report.ok:
+        raise typer.Exit(EXIT_TAMPERED)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain's head now (the worker also does it every 1,000 links or 10 min)."""
+    made = _signer().checkpoint(force=True)
+    _line({"signed": made is not None, **({"seq": made.seq, "hash": made.hash,
+                                          "key_id": made.key_id} if made else {})})
+
+
+@audit_app.command("public-key")
+def audit_public_key() -> None:
+    """The key that verifies checkpoints, to give to an auditor (base64, 32 bytes)."""
+    signer = _signer()
+    _line({"public_key": public_key_text(signer.public), "key_id": signer.key_id})
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option(help="the file to write (JSON lines)")],
+    first: Annotated[int, typer.Option("--from", help="first link")] = 1,
+    last: Annotated[int | None, typer.Option("--to", help="last link (default: the head)")
+                    ] = None,
+) -> None:
+    """Write a range of links with its checkpoints for an outside party (extended to the
+    next signed checkpoint)."""
+    try:
+        header = export(_signer(), out, first=first, last=last)
+    except InvalidRequest as exc:
+        raise _refuse(str(exc)) from exc
+    _line({"written": str(out), **header})
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    path: Annotated[Path, typer.Argument(help="an export from `consentry audit export`")],
+    public_key: Annotated[str, typer.Option(help="the public key (base64), as "
+                                                 "`consentry audit public-key` prints it")],
+) -> None:
+    """Check an export with the public key alone (no database needed)."""
+    try:
+        report = verify_export(path, public_key)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _refuse(f"cannot read {path} as an audit export: {exc}") from exc
+    _line(report.to_dict())
+    if not report.ok:
+        raise typer.Exit(EXIT_TAMPERED)
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ from consentry.api.auth import KeyCache
 from consentry.api.routers import accounts, banks, check, hma, media
 from consentry.api.routers import appeals as appeals_api
 from consentry.api.routers import takedowns as takedowns_api
+from consentry.audit.checkpoints import signer_for
+from consentry.audit.configuration import record_configuration
 from consentry.cases.appeals import AppealDesk
 from consentry.cases.decisions import Decisions
 from consentry.cases.review import ReviewQueues
@@ -73,7 +75,11 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         app.state.appeals = AppealDesk(g.db, g.appeal_tokens, g.policy, clock=svc.now)
         app.state.people = people or People.open(g.db, settings)
         stop = threading.Event()
-        worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune])
+        record_configuration(g.db, settings, g.policy.version)
+        # Housekeeping: expired sessions pruned, the audit chain's head signed when due.
+        signer = signer_for(g.db, settings)
+        worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune,
+                                               signer.checkpoint])
         retries = threading.Thread(target=worker.run, args=(stop,), name="case-worker",
                                    daemon=True)
         retries.start()

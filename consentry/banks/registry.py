@@ -18,6 +18,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from consentry import audit
 from consentry.banks.exchanges import Exchange, HashUpdate, UpdateBatch
 from consentry.errors import Conflict, ConsentryError, NotFound
 from consentry.store import Database
@@ -172,6 +173,7 @@ class BankRegistry:
     def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None) -> None:
         self.db = db
         self._clock = clock or (lambda: datetime.now(UTC))
+        audit.install()  # every bank change is a link of the audit chain
 
     # -- banks ------------------------------------------------------------------------
 

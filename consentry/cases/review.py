@@ -23,6 +23,7 @@ from typing import Any, Final
 from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from consentry import audit
 from consentry.errors import Conflict, NotFound, TooManyAttempts
 from consentry.people.roles import DECIDE, LEAD_DASHBOARDS, SEE_RESTRICTED
 from consentry.policy.routing import Queue
@@ -153,6 +154,7 @@ class ReviewQueues:
                  reveals_per_shift: int = DEFAULT_REVEALS_PER_SHIFT,
                  case_view: Callable[[str], dict[str, Any]] | None = None) -> None:
         self.db = db
+        audit.install()  # claims, reveals and decisions are links of the audit chain
         self._clock = clock or (lambda: datetime.now(UTC))
         self.reveals_per_shift = reveals_per_shift
         self._case_view = case_view  # a takedown case's record, for the item view

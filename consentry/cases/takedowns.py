@@ -27,6 +27,7 @@ from typing import Final
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from consentry import audit
 from consentry.banks.registry import BankError
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.cases import notices
@@ -125,6 +126,7 @@ class TakedownService:
                  decode_timeout_s: float | None = None,
                  appeal_tokens: AppealTokens | None = None) -> None:
         self.db = db
+        audit.install()  # case events and removal attempts are links of the audit chain
         self._sandbox = sandbox  # None: the process-wide one
         self._decode_timeout_s = decode_timeout_s  # None: the sandbox's own
         self.banks = banks

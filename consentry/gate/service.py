@@ -25,6 +25,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from consentry import audit
 from consentry.banks.content import ContentIdTaken
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.config import Settings
@@ -106,6 +107,7 @@ class Gate:
         self.settings = settings or Settings()
         self._appeal_tokens = appeal_tokens  # None: signed with the service key, on use
         self.db = db
+        audit.install()  # every verdict is a link of the audit chain
         self.policy = policy or load_policy(self.settings.policy_path)
         self._analyser = analyser
         self._models: Future[ImageAnalyser] | None = None  # loading in the background

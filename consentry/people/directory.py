@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from consentry import audit
 from consentry.errors import Conflict, InvalidRequest, NotFound, TooManyAttempts, Unauthenticated
 from consentry.limits import Limits, RateLimit, Ticket
 from consentry.people import totp
@@ -86,6 +87,7 @@ class Directory:
                  account_limit: RateLimit = ACCOUNT_LIMIT,
                  client_limit: RateLimit = CLIENT_LIMIT) -> None:
         self.db = db
+        audit.install()  # changes to people and roles are links of the audit chain
         self.secrets = secrets
         self.passwords = passwords or Passwords()
         self._clock = clock or (lambda: datetime.now(UTC))

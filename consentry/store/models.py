@@ -553,3 +553,46 @@ class Appeal(Base):
     filed_at: Mapped[datetime] = mapped_column()
     review_item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"),
                                                        nullable=True)
+
+
+class AuditRecord(Base):
+    """One link of the tamper-evident record (``consentry.audit``). ``payload`` is the
+    canonical JSON that was hashed (seq, time, kind, subject, actor, body); ``hash`` is
+    SHA-256 over the previous record's hash and the payload. Never updated or deleted."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (Index("ix_audit_records_kind", "kind", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(60))
+    subject: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's last link: one row, locked by each appending transaction so links are
+    added one after another."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signature (Ed25519) over the chain's hash at ``seq``: anyone with the public key
+    can check that nothing up to ``seq`` was changed since."""
+
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column()
+    hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(128))
