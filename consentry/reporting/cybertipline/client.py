@@ -8,7 +8,8 @@ Wire format (documentation, "Endpoints"; see docs/cybertipline.md):
 - ``POST /upload``: ``multipart/form-data`` with ``id`` (the report id) and ``file``; answer
   ``<reportResponse>`` with ``fileId`` and ``hash`` (MD5 of the bytes NCMEC received).
 - ``POST /fileinfo``: body one ``<fileDetails>``; answer ``<reportResponse>``.
-- ``POST /finish``: form field ``id``; answer ``<reportDoneResponse>`` (reportId, files).
+- ``POST /finish``: form field ``id`` (multipart, like the documentation's curl examples);
+  answer ``<reportDoneResponse>`` (reportId, files).
 - ``POST /retract``: form field ``id``; only a report that is not finished.
 - ``GET /status``: checks that the client can connect and authenticate.
 
@@ -188,8 +189,8 @@ class CyberTipline:
         if progress.report_id is not None:
             # Already withdrawn, or deleted unfinished: either is the outcome asked for.
             with contextlib.suppress(ReportAlreadyRetracted, ReportNotFound):
-                self._call("retract", "POST", "/retract", data={"id": progress.report_id},
-                           retry_lost=True, report_key=progress.report_key)
+                self._call("retract", "POST", "/retract",
+                           files={"id": (None, progress.report_id)}, retry_lost=True, report_key=progress.report_key)
         done = replace(progress, retracted=True, submitting=False, uploading=None)
         if on_progress is not None:
             on_progress(done)
@@ -247,8 +248,8 @@ class CyberTipline:
 
         # 5102 on a repeated finish: the one whose answer was lost did finish it.
         with contextlib.suppress(ReportAlreadyFinished):
-            self._call("finish", "POST", "/finish", data={"id": report_id}, retry_lost=True,
-                       report_key=report.key)
+            self._call("finish", "POST", "/finish", files={"id": (None, report_id)},
+                       retry_lost=True, report_key=report.key)
         current = self._latest = save(replace(current, finished=True))
         log.info("cybertipline: report key %s finished as NCMEC report %s with %d file(s)",
                  report.key, report_id, len(report.files))
@@ -273,8 +274,8 @@ class CyberTipline:
             log.warning("cybertipline: retracting report %s (key %s): an upload's answer was "
                         "lost; starting over", progress.report_id, progress.report_key)
             with contextlib.suppress(ReportAlreadyRetracted, ReportNotFound):
-                self._call("retract", "POST", "/retract", data={"id": progress.report_id},
-                           retry_lost=True, report_key=progress.report_key)
+                self._call("retract", "POST", "/retract",
+                           files={"id": (None, progress.report_id)}, retry_lost=True, report_key=progress.report_key)
         return progress.restarted()
 
     @staticmethod
@@ -299,7 +300,8 @@ class CyberTipline:
               report_key: str | None = None, file_key: str | None = None,
               content: bytes | None = None, headers: dict[str, str] | None = None,
               data: dict[str, str] | None = None,
-              files: dict[str, tuple[str, bytes, str]] | None = None) -> NcmecAnswer:
+              files: dict[str, tuple[str | None, bytes | str] | tuple[str, bytes, str]]
+              | None = None) -> NcmecAnswer:
         settings = self.settings
         last: CyberTiplineError | None = None
         for attempt in range(1, settings.max_attempts + 1):

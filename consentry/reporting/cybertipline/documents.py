@@ -66,11 +66,11 @@ def validate(document: bytes, root: str) -> etree._Element:
     if tree.tag != root:
         raise InvalidRequest("wrong_document", f"expected a <{root}> document, got "
                              f"<{tree.tag}>", field=root)
-    checker = schema()
-    if not checker.validate(tree):
-        first = list(checker.error_log)[0]
+    try:
+        schema().assertValid(tree)
+    except etree.DocumentInvalid as exc:
         raise InvalidRequest("schema_violation", f"<{root}> does not match the CyberTipline "
-                             f"schema (line {first.line}): {first.message}", field=root)
+                             f"schema: {exc}", field=root) from None
     return tree
 
 
