@@ -190,7 +190,8 @@ class CyberTipline:
             # Already withdrawn, or deleted unfinished: either is the outcome asked for.
             with contextlib.suppress(ReportAlreadyRetracted, ReportNotFound):
                 self._call("retract", "POST", "/retract",
-                           files={"id": (None, progress.report_id)}, retry_lost=True, report_key=progress.report_key)
+                           files={"id": (None, progress.report_id)}, retry_lost=True,
+                           report_key=progress.report_key)
         done = replace(progress, retracted=True, submitting=False, uploading=None)
         if on_progress is not None:
             on_progress(done)
@@ -275,7 +276,8 @@ class CyberTipline:
                         "lost; starting over", progress.report_id, progress.report_key)
             with contextlib.suppress(ReportAlreadyRetracted, ReportNotFound):
                 self._call("retract", "POST", "/retract",
-                           files={"id": (None, progress.report_id)}, retry_lost=True, report_key=progress.report_key)
+                           files={"id": (None, progress.report_id)}, retry_lost=True,
+                           report_key=progress.report_key)
         return progress.restarted()
 
     @staticmethod

@@ -63,12 +63,16 @@ def validate(document: bytes, root: str) -> etree._Element:
     except etree.XMLSyntaxError as exc:
         raise InvalidRequest("malformed_xml", f"not well-formed XML: {exc}",
                              field=root) from None
+    if tree.getroottree().docinfo.doctype:
+        # Entities are never expanded; a document that declares any is not one of ours.
+        raise InvalidRequest("doctype_refused", "a CyberTipline document may not carry a "
+                             "DOCTYPE", field=root)
     if tree.tag != root:
         raise InvalidRequest("wrong_document", f"expected a <{root}> document, got "
                              f"<{tree.tag}>", field=root)
     try:
         schema().assertValid(tree)
-    except etree.DocumentInvalid as exc:
+    except (etree.DocumentInvalid, etree.XMLSchemaValidateError) as exc:
         raise InvalidRequest("schema_violation", f"<{root}> does not match the CyberTipline "
                              f"schema: {exc}", field=root) from None
     return tree
