@@ -63,7 +63,7 @@ def validate(document: bytes, root: str) -> etree._Element:
     except etree.XMLSyntaxError as exc:
         raise InvalidRequest("malformed_xml", f"not well-formed XML: {exc}",
                              field=root) from None
-    if tree.getroottree().docinfo.doctype:
+    if tree.getroottree().docinfo.internalDTD is not None or b"<!DOCTYPE" in document:
         # Entities are never expanded; a document that declares any is not one of ours.
         raise InvalidRequest("doctype_refused", "a CyberTipline document may not carry a "
                              "DOCTYPE", field=root)
