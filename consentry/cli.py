@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -55,6 +56,7 @@ from consentry.cases.takedowns import (
 )
 from consentry.config import Settings
 from consentry.errors import ConfigurationError, ConsentryError, InvalidRequest
+from consentry.evidence import Vault
 from consentry.gate import Gate, Verdict
 from consentry.people import People, Person
 from consentry.people.directory import Directory
@@ -934,6 +936,89 @@ def user_totp(
 
 _NO_CALLBACK = ("no removal callback configured, so nothing can be removed: set "
                 "CONSENTRY_REMOVAL_CALLBACK_URL and CONSENTRY_REMOVAL_CALLBACK_SECRET")
+
+
+# -- the evidence vault -------------------------------------------------------------------
+
+evidence_app = typer.Typer(help="The evidence vault: sealed items, legal holds, keys.",
+                           no_args_is_help=True)
+app.add_typer(evidence_app, name="evidence")
+
+
+def _vault() -> Vault:
+    return _gate().vault  # keys checked: a wrong or missing key fails here
+
+
+def _by() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _evidence_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    except ConsentryError as exc:
+        raise _refuse(str(exc)) from exc
+
+
+@evidence_app.command("list")
+def evidence_list(
+    subject: Annotated[str | None, typer.Option(help="a check id or case number")] = None,
+    account: Annotated[str | None, typer.Option(help="the platform's account id")] = None,
+) -> None:
+    """Sealed items (never their content), one JSON line each."""
+    for item in _vault().items(subject=subject, account_id=account, limit=1000):
+        _line({**dataclasses.asdict(item), "created_at": item.created_at.isoformat(),
+               "retain_until": item.retain_until.isoformat()})
+
+
+@evidence_app.command("open")
+def evidence_open(
+    item: Annotated[str, typer.Argument(help="the item's id (ev_...)")],
+    why: Annotated[str, typer.Option(help="why it is opened (recorded in the audit chain)")],
+    out: Annotated[Path, typer.Option(help="where to write the content (mode 0600)")],
+) -> None:
+    """Decrypt one item's content to a file; its metadata is printed. Recorded."""
+    opened = _evidence_call(_vault().open, item, actor=_by(), why=why)
+    if opened.content is not None:
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(opened.content)
+    _line({"item": item, "written": str(out) if opened.content is not None else None,
+           "metadata": opened.metadata})
+
+
+@evidence_app.command("hold")
+def evidence_hold(
+    reason: Annotated[str, typer.Option(help="the legal basis or request reference")],
+    item: Annotated[str | None, typer.Option(help="hold one item")] = None,
+    account: Annotated[str | None, typer.Option(help="hold everything of an account")] = None,
+) -> None:
+    """Place a legal hold: the evidence is kept past its retention until lifted."""
+    hold = _evidence_call(_vault().place_hold, item_id=item, account_id=account,
+                          reason=reason, actor=_by())
+    _line({"hold": hold, "item": item, "account": account})
+
+
+@evidence_app.command("lift")
+def evidence_lift(
+    hold: Annotated[int, typer.Argument(help="the hold's number")],
+    reason: Annotated[str, typer.Option(help="why it is lifted")],
+) -> None:
+    """Lift a legal hold."""
+    _evidence_call(_vault().lift_hold, hold, reason=reason, actor=_by())
+    _line({"hold": hold, "lifted": True})
+
+
+@evidence_app.command("rotate")
+def evidence_rotate() -> None:
+    """Re-wrap every item's data key under the first key of CONSENTRY_EVIDENCE_KEYS."""
+    _line({"rewrapped": _vault().rotate(actor=_by())})
+
+
+@evidence_app.command("purge")
+def evidence_purge() -> None:
+    """Purge items past retention that no hold covers (the worker does it too)."""
+    _line({"purged": _vault().purge_expired()})
 
 
 # -- the audit chain ----------------------------------------------------------------------

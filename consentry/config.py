@@ -83,6 +83,11 @@ class Settings:
     # data_dir/secret.key (consentry.secret_key); a fleet must set the same value on
     # every replica and command line.
     secret_key: str | None = field(default=None, repr=False)
+    # Key-encryption keys of the evidence vault (consentry.evidence.keys): "id:base64,..."
+    # with the active key first. Unset: one derived from the secret key.
+    evidence_keys: str | None = field(default=None, repr=False)
+    # How long sealed evidence is kept (18 USC 2258A as extended: one year), unless held.
+    evidence_retention_days: int = 365
     # The console's session cookie is sent only over HTTPS when True. None: secure unless
     # the public address is plain http on this machine (a developer's own server).
     cookie_secure: bool | None = None
@@ -173,6 +178,9 @@ class Settings:
             reveals_per_shift=_optional_int(env, "CONSENTRY_REVEALS_PER_SHIFT") or 50,
             reveal_seconds=_optional_int(env, "CONSENTRY_REVEAL_SECONDS") or 10,
             cookie_secure=_optional_bool(env, "CONSENTRY_COOKIE_SECURE"),
+            evidence_keys=env.get("CONSENTRY_EVIDENCE_KEYS") or None,
+            evidence_retention_days=_optional_int(env, "CONSENTRY_EVIDENCE_RETENTION_DAYS")
+            or 365,
         )
 
 

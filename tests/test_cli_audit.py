@@ -68,3 +68,55 @@ def test_verify_checkpoint_export_and_verify_the_export_elsewhere(env, tmp_path)
     assert tampered.returncode == 1
     found = json.loads(tampered.stdout)
     assert found["bad_seq"] == 2 and "missing" in found["problem"]
+
+
+def test_evidence_from_the_command_line_is_sealed_held_opened_with_a_reason_and_rotated(
+        env, tmp_path):
+    import base64
+
+    from PIL import Image
+
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 64), (200, 120, 90)).save(photo)
+    done = consentry(env, "check", "generation", "--prompt", "sexy 12 year old girl",
+                     "--account", "p1", "--image", str(photo), "--json")
+    assert done.returncode == 0, done.stderr
+    verdict = json.loads(done.stdout)
+    assert verdict["policy"]["clause"] == "CS-1"
+    assert verdict["enforcement"]["evidence_preserved"] is True
+    [item] = [json.loads(x) for x in consentry(env, "evidence", "list", "--account",
+                                                 "p1").stdout.splitlines()]
+    assert item["subject"] == verdict["id"] and item["has_content"]
+
+    refused = consentry(env, "evidence", "open", item["id"], "--why", "curious",
+                        "--out", str(tmp_path / "x"))
+    assert refused.returncode == 2 and "at least three words" in refused.stderr
+    out = tmp_path / "evidence.jpg"
+    opened = consentry(env, "evidence", "open", item["id"], "--why",
+                       "preparing the CyberTipline report", "--out", str(out))
+    assert opened.returncode == 0, opened.stderr
+    assert out.read_bytes() == photo.read_bytes() and (out.stat().st_mode & 0o777) == 0o600
+
+    held = consentry(env, "evidence", "hold", "--account", "p1", "--reason",
+                     "preservation request from the police, ref 117")
+    assert held.returncode == 0 and json.loads(held.stdout)["hold"] == 1
+
+    new_key = base64.b64encode(b"n" * 32).decode()
+    wrong = {**env, "CONSENTRY_EVIDENCE_KEYS": f"new:{new_key}"}
+    refused_start = consentry(wrong, "evidence", "list")
+    assert refused_start.returncode == 2 and "does not hold" in refused_start.stderr
+    # Rotating to a new key: the old one (derived from the secret) stays listed until then.
+    from consentry.config import Settings as _Settings
+    from consentry.evidence import keyring_for
+    old = keyring_for(_Settings(data_dir=Path(env["CONSENTRY_DATA_DIR"]),
+                                secret_key=env["CONSENTRY_SECRET_KEY"]))
+    both = {**env, "CONSENTRY_EVIDENCE_KEYS":
+            f"new:{new_key},{old.active}:{base64.b64encode(old.key(old.active)).decode()}"}
+    rotated = consentry(both, "evidence", "rotate")
+    assert rotated.returncode == 0 and json.loads(rotated.stdout)["rewrapped"] == 1
+    only_new = {**env, "CONSENTRY_EVIDENCE_KEYS": f"new:{new_key}"}
+    again = consentry(only_new, "evidence", "open", item["id"], "--why",
+                      "checking after the rotation", "--out", str(tmp_path / "again.jpg"))
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.jpg").read_bytes() == photo.read_bytes()
+    assert consentry(env, "audit", "verify").returncode == 0

@@ -76,10 +76,12 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         app.state.people = people or People.open(g.db, settings)
         stop = threading.Event()
         record_configuration(g.db, settings, g.policy.version)
-        # Housekeeping: expired sessions pruned, the audit chain's head signed when due.
+        vault = g.vault  # a missing or wrong evidence key fails here, at start
+        # Housekeeping: expired sessions pruned, evidence past retention purged, the audit
+        # chain's head signed when due.
         signer = signer_for(g.db, settings)
         worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune,
-                                               signer.checkpoint])
+                                               vault.purge_expired, signer.checkpoint])
         retries = threading.Thread(target=worker.run, args=(stop,), name="case-worker",
                                    daemon=True)
         retries.start()

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from consentry import audit
 from consentry.banks.content import ContentIdTaken
@@ -40,6 +41,7 @@ from consentry.enforcement.standing import (
     standing_after,
 )
 from consentry.errors import Conflict, InvalidRequest
+from consentry.evidence import Vault, keyring_for
 from consentry.gate.verdict import (
     AccountState,
     Appeal,
@@ -103,6 +105,7 @@ class Gate:
         clock: Callable[[], datetime] = utc_now,
         sandbox: Sandbox | None = None,
         appeal_tokens: AppealTokens | None = None,
+        vault: Vault | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._appeal_tokens = appeal_tokens  # None: signed with the service key, on use
@@ -114,6 +117,7 @@ class Gate:
         self._sandbox = sandbox
         self._lazy_lock = threading.Lock()  # guards lazy creation of models and banks
         self._banks = banks
+        self._vault = vault
         self._clock = clock
         self._pool = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="consentry-analysis"
@@ -203,6 +207,19 @@ class Gate:
         account = source.account_id if source else None
         return self._check_media("output", image, account, generation_id, None,
                                  idempotency_key, source=source)
+
+    @property
+    def vault(self) -> Vault:
+        """The evidence vault (keys from configuration; checked when first used)."""
+        if self._vault is None:
+            with self._lazy_lock:
+                if self._vault is None:
+                    vault = Vault(self.db, keyring_for(self.settings),
+                                  retention=timedelta(days=self.settings.evidence_retention_days),
+                                  clock=self._clock)
+                    vault.check_keys()
+                    self._vault = vault
+        return self._vault
 
     @property
     def banks(self) -> BankServices:
@@ -358,9 +375,10 @@ class Gate:
                     ReasonCode.ACCOUNT_SUSPENDED, "the account is permanently suspended",
                     kind=standing.suspension_clause),))
         # Known child abuse is never shown to anyone: keep its hashes, not its bytes.
+        # Its bytes go to the vault only, sealed for the report to NCMEC.
         evidence = [] if ruling.clause == "KM-1" else [image]
         verdict = self._record(kind, ruling, None, evidence, account, key, started, standing,
-                               digests=[fp.hashes.sha256 or ""], request=request,
+                               digests=[fp.hashes.sha256 or ""], request=request, sealed=[image],
                                content_id=content_id, image_only=_image_only(matches))
         if ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}:
             if kind == "output" and not matches:
@@ -445,6 +463,7 @@ class Gate:
         digests: Sequence[str] | None = None,
         content_id: str | None = None,
         image_only: bool = False,
+        sealed: Sequence[bytes] | None = None,
     ) -> Verdict:
         """Record the check, apply its consequence and open its review item (when a person
         must look: ``policy.routing``) in one transaction.
@@ -458,6 +477,9 @@ class Gate:
         kept = [hashlib.sha256(b).hexdigest() for b in images]
         digests = list(digests) if digests is not None else kept
         keep_evidence = ruling.decision != "allow"
+        # The vault is made ready (its keys checked) before the transaction opens.
+        vault = self.vault if keep_evidence and self.policy.clause(
+            ruling.clause).preserve_evidence else None
         consequence = Consequence()
         try:
             with self.db.transaction() as session:
@@ -468,7 +490,11 @@ class Gate:
                         standing = load_standing(session, account, now)
                     consequence = consequence_of(ruling, standing, self.policy, now)
                     standing = standing_after(standing, consequence)
-                verdict = self._verdict(check_id, kind, ruling, consequence, standing, now)
+                preserved = vault is not None and self._preserve(
+                    session, vault, check_id, kind, ruling, prompt,
+                    images if sealed is None else sealed, account, now)
+                verdict = self._verdict(check_id, kind, ruling, consequence, standing, now,
+                                        preserved=preserved)
                 session.add(CheckRecord(
                     id=check_id, kind=kind, account_id=account, idempotency_key=key,
                     created_at=now, decision=ruling.decision, category=verdict.category,
@@ -515,6 +541,24 @@ class Gate:
         return Appeal(window_days=window, until=now + timedelta(days=window), token=token,
                       url=f"{self.settings.public_base}/appeals?token={token}")
 
+    def _preserve(self, session: Session, vault: Vault, check_id: str, kind: str,
+                  ruling: Ruling, prompt: str | None, images: Sequence[bytes],
+                  account: str | None, now: datetime) -> bool:
+        """Seal the evidence of a refusal whose clause says to keep it (CS-1, KM-1: for
+        law enforcement and NCMEC) in the check's own transaction."""
+        metadata = {"check": check_id, "kind": kind, "account": account,
+                    "at": now.isoformat(), "clause": ruling.clause,
+                    "policy_version": self.policy.version, "prompt": prompt,
+                    "reasons": [r.to_dict() for r in ruling.reasons],
+                    "images_sha256": [hashlib.sha256(b).hexdigest() for b in images]}
+        items = [(None, None)] if not images else [
+            (data, hashlib.sha256(data).hexdigest()) for data in images]
+        for position, (data, digest) in enumerate(items):
+            vault.seal(session, subject_kind="check", subject=check_id, content=data,
+                            metadata=metadata, clause=ruling.clause, account_id=account,
+                            position=position, content_sha256=digest, actor="gate")
+        return True
+
     def _verdict(
         self,
         check_id: str,
@@ -523,6 +567,8 @@ class Gate:
         consequence: Consequence,
         standing: Standing | None,
         now: datetime,
+        *,
+        preserved: bool = False,
     ) -> Verdict:
         clause = self.policy.clause(ruling.clause)
         restricts = ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}
@@ -543,7 +589,7 @@ class Gate:
                 suspended_until=consequence.suspend_until,
                 permanent_suspension=consequence.permanent,
                 pending_review=consequence.pending_review,
-                evidence_preserved=ruling.decision != "allow" and clause.preserve_evidence,
+                evidence_preserved=preserved,
                 law_enforcement_report=ruling.decision == "block"
                 and clause.law_enforcement_report,
             ),

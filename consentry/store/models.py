@@ -596,3 +596,58 @@ class AuditCheckpoint(Base):
     hash: Mapped[str] = mapped_column(String(64))
     key_id: Mapped[str] = mapped_column(String(16))
     signature: Mapped[str] = mapped_column(String(128))
+
+
+class EvidenceItem(Base):
+    """Sealed evidence (``consentry.evidence``): content and metadata encrypted with AES-GCM
+    under a data key of their own, which is stored wrapped by a key-encryption key from
+    configuration. Purging drops the ciphertext and the wrapped key."""
+
+    __tablename__ = "evidence_items"
+    __table_args__ = (Index("ix_evidence_subject", "subject_kind", "subject"),
+                      Index("ix_evidence_account", "account_id"),
+                      Index("ix_evidence_retain", "purged_at", "retain_until"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(30))  # check | takedown_case | ...
+    subject: Mapped[str] = mapped_column(String(120))
+    position: Mapped[int] = mapped_column(Integer, default=0)  # which image of the subject
+    clause: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    retain_until: Mapped[datetime] = mapped_column()
+    content_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    sealed_metadata: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    content_dropped_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    purged_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class EvidenceHold(Base):
+    """A legal hold: the items it covers (one item, or everything of an account) are kept
+    past their retention until it is lifted."""
+
+    __tablename__ = "evidence_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[str | None] = mapped_column(ForeignKey("evidence_items.id"), nullable=True)
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(200))
+    placed_at: Mapped[datetime] = mapped_column()
+    lifted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lift_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class EvidenceKey(Base):
+    """A key-encryption key the vault has used, by id, with a canary sealed under it: a
+    wrong key given for the id is found at start, not at the first report."""
+
+    __tablename__ = "evidence_keys"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column()
+    canary: Mapped[bytes] = mapped_column(LargeBinary)
