@@ -84,8 +84,11 @@ def test_evidence_from_the_command_line_is_sealed_held_opened_with_a_reason_and_
     verdict = json.loads(done.stdout)
     assert verdict["policy"]["clause"] == "CS-1"
     assert verdict["enforcement"]["evidence_preserved"] is True
-    [item] = [json.loads(x) for x in consentry(env, "evidence", "list", "--account",
+    listed = [json.loads(x) for x in consentry(env, "evidence", "list", "--account",
                                                  "p1").stdout.splitlines()]
+    # The preserved evidence, and the copy its reviewers see (both sealed).
+    assert sorted(i["subject_kind"] for i in listed) == ["check", "check_media"]
+    [item] = [i for i in listed if i["subject_kind"] == "check"]
     assert item["subject"] == verdict["id"] and item["has_content"]
 
     refused = consentry(env, "evidence", "open", item["id"], "--why", "curious",
@@ -113,7 +116,7 @@ def test_evidence_from_the_command_line_is_sealed_held_opened_with_a_reason_and_
     both = {**env, "CONSENTRY_EVIDENCE_KEYS":
             f"new:{new_key},{old.active}:{base64.b64encode(old.key(old.active)).decode()}"}
     rotated = consentry(both, "evidence", "rotate")
-    assert rotated.returncode == 0 and json.loads(rotated.stdout)["rewrapped"] == 1
+    assert rotated.returncode == 0 and json.loads(rotated.stdout)["rewrapped"] == 2
     only_new = {**env, "CONSENTRY_EVIDENCE_KEYS": f"new:{new_key}"}
     again = consentry(only_new, "evidence", "open", item["id"], "--why",
                       "checking after the rotation", "--out", str(tmp_path / "again.jpg"))

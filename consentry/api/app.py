@@ -68,7 +68,8 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         svc = app.state.takedowns
         app.state.queues = ReviewQueues(g.db, clock=svc.now,
                                         reveals_per_shift=settings.reveals_per_shift,
-                                        case_view=lambda n: svc.view(n).to_dict(svc.now()))
+                                        case_view=lambda n: svc.view(n).to_dict(svc.now()),
+                                        vault=g.vault)
         app.state.decisions = Decisions(app.state.queues, svc, g.banks, g.policy,
                                         sender=svc.log.sender, appeal_tokens=g.appeal_tokens,
                                         public_url=settings.public_base, sandbox=g.sandbox)
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         stop = threading.Event()
         record_configuration(g.db, settings, g.policy.version)
         vault = g.vault  # a missing or wrong evidence key fails here, at start
+        vault.seal_plaintext_media()  # images kept before the vault: sealed now
         # Housekeeping: expired sessions pruned, evidence past retention purged, the audit
         # chain's head signed when due.
         signer = signer_for(g.db, settings)

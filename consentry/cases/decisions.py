@@ -50,7 +50,6 @@ from consentry.signals.sandbox import Sandbox, shared_sandbox
 from consentry.store.models import (
     Appeal,
     BankEntry,
-    CheckMedia,
     CheckRecord,
     Notification,
     ReviewItem,
@@ -403,9 +402,8 @@ class Decisions:
 
     def _fingerprint(self, check_id: str) -> Fingerprint | None:
         """The refused image's hashes, from the evidence kept (none for KM-1)."""
-        with self.db.transaction() as s:
-            media = s.get(CheckMedia, (check_id, 0))
-            data = media.content if media is not None else None
+        data = self.queues.image(check_id, 0, why="hashing the refused image for the "
+                                 "bank after a decision")
         if data is None:
             return None
         return (self._sandbox or shared_sandbox()).fingerprint(data)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from consentry import audit
 from consentry.errors import Conflict, NotFound, TooManyAttempts
+from consentry.evidence import Vault
 from consentry.people.roles import DECIDE, LEAD_DASHBOARDS, SEE_RESTRICTED
 from consentry.policy.routing import Queue
 from consentry.store import Database
@@ -152,8 +153,10 @@ class QueueStats:
 class ReviewQueues:
     def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None,
                  reveals_per_shift: int = DEFAULT_REVEALS_PER_SHIFT,
-                 case_view: Callable[[str], dict[str, Any]] | None = None) -> None:
+                 case_view: Callable[[str], dict[str, Any]] | None = None,
+                 vault: Vault | None = None) -> None:
         self.db = db
+        self._vault = vault  # where the images are sealed
         audit.install()  # claims, reveals and decisions are links of the audit chain
         self._clock = clock or (lambda: datetime.now(UTC))
         self.reveals_per_shift = reveals_per_shift
@@ -308,7 +311,24 @@ class ReviewQueues:
                         "a break from media: only work without images is offered now",
                         code="reveal_limit")
                 self.event(s, row.id, "revealed", reviewer, position=position)
-            return media.content, reasons
+            legacy = media.content
+        data = legacy
+        if data is None and self._vault is not None and check_id is not None:
+            # Opened from the vault: the opening is recorded in the audit chain.
+            data = self._vault.media(check_id, position, actor=f"user:{reviewer.id}:"
+                                     f"{reviewer.name}", why=f"reviewing item {item_id} ("
+                                     f"{'revealed' if reveal else 'blurred'})")
+        if data is None:
+            raise ItemGone(f"item {item_id} has no image {position}")
+        return data, reasons
+
+    def image(self, check_id: str, position: int, *, why: str) -> bytes | None:
+        """One image of a check, for the service's own work (hashing it for a bank)."""
+        if self._vault is not None:
+            return self._vault.media(check_id, position, actor="system", why=why)
+        with self.db.transaction() as s:
+            row = s.get(CheckMedia, (check_id, position))
+            return row.content if row is not None else None
 
     def reveals_this_shift(self, reviewer: Reviewer) -> int:
         with self.db.transaction() as s:

@@ -30,7 +30,7 @@ from consentry import audit
 from consentry.errors import ConfigurationError, Conflict, InvalidRequest, NotFound
 from consentry.evidence.keys import Keyring
 from consentry.store import Database
-from consentry.store.models import EvidenceHold, EvidenceItem, EvidenceKey
+from consentry.store.models import CheckMedia, EvidenceHold, EvidenceItem, EvidenceKey
 
 NONCE: Final = 12
 CANARY: Final = b"consentry evidence key canary"
@@ -159,6 +159,7 @@ class Vault:
                                                         f"{item_id}|content".encode()),
             sealed_metadata=_seal(data_key, json.dumps(metadata, default=str).encode(),
                                   f"{item_id}|metadata".encode())))
+        s.flush()  # rows that refer to the item may follow in the same transaction
         audit.record(s, "evidence.sealed", item_id, actor, of=f"{subject_kind}:{subject}",
                      clause=clause, content_sha256=content_sha256)
         return item_id
@@ -184,6 +185,38 @@ class Vault:
                                           f"{row.id}|metadata".encode()))
             audit.record(s, "evidence.opened", item_id, actor, why=why)
         return Opened(item_id, content, metadata)
+
+    def media(self, check_id: str, position: int, *, actor: str, why: str) -> bytes | None:
+        """The bytes of one image of a check, as kept for its reviewers (opened from the
+        vault, recorded); None when none is kept."""
+        with self.db.transaction() as s:
+            row = s.get(CheckMedia, (check_id, position))
+            if row is None:
+                return None
+            legacy, sealed = row.content, row.evidence_id
+        if legacy is not None:  # written before the vault; sealed at the next start
+            return legacy
+        return self.open(sealed, actor=actor, why=why).content if sealed else None
+
+    def seal_plaintext_media(self) -> int:
+        """Seal the image bytes that rows written before the vault still hold, and empty
+        them (run at start, where the keys are); how many were sealed."""
+        count = 0
+        while True:
+            with self.db.transaction() as s:
+                rows = list(s.scalars(select(CheckMedia).where(CheckMedia.content.is_not(None))
+                                      .limit(200).with_for_update()))
+                for row in rows:
+                    assert row.content is not None
+                    row.evidence_id = self.seal(
+                        s, subject_kind="check_media", subject=row.check_id,
+                        content=row.content, position=row.position, content_sha256=row.sha256,
+                        metadata={"check": row.check_id, "position": row.position,
+                                  "sealed_after_the_fact": True})
+                    row.content = None
+                count += len(rows)
+            if not rows:
+                return count
 
     def items(self, *, subject_kind: str | None = None, subject: str | None = None,
               account_id: str | None = None, limit: int = 100) -> list[ItemInfo]:

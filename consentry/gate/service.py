@@ -478,8 +478,8 @@ class Gate:
         digests = list(digests) if digests is not None else kept
         keep_evidence = ruling.decision != "allow"
         # The vault is made ready (its keys checked) before the transaction opens.
-        vault = self.vault if keep_evidence and self.policy.clause(
-            ruling.clause).preserve_evidence else None
+        preserve = keep_evidence and self.policy.clause(ruling.clause).preserve_evidence
+        vault = self.vault if preserve or (keep_evidence and images) else None
         consequence = Consequence()
         try:
             with self.db.transaction() as session:
@@ -490,7 +490,7 @@ class Gate:
                         standing = load_standing(session, account, now)
                     consequence = consequence_of(ruling, standing, self.policy, now)
                     standing = standing_after(standing, consequence)
-                preserved = vault is not None and self._preserve(
+                preserved = preserve and vault is not None and self._preserve(
                     session, vault, check_id, kind, ruling, prompt,
                     images if sealed is None else sealed, account, now)
                 verdict = self._verdict(check_id, kind, ruling, consequence, standing, now,
@@ -506,11 +506,16 @@ class Gate:
                     latency_ms=(time.perf_counter() - started) * 1000,
                 ))
                 session.flush()  # the media and strike rows refer to this row
-                if keep_evidence:
-                    session.add_all(CheckMedia(check_id=check_id, position=i, sha256=d,
-                                               content=data)
-                                    for i, (d, data) in enumerate(zip(kept, images,
-                                                                      strict=True)))
+                if keep_evidence and vault is not None:
+                    # For the reviewers: the bytes sealed in the vault, a reference here.
+                    for i, (d, data) in enumerate(zip(kept, images, strict=True)):
+                        sealed_id = vault.seal(
+                            session, subject_kind="check_media", subject=check_id,
+                            content=data, metadata={"check": check_id, "position": i},
+                            clause=ruling.clause, account_id=account, position=i,
+                            content_sha256=d, actor="gate")
+                        session.add(CheckMedia(check_id=check_id, position=i, sha256=d,
+                                               evidence_id=sealed_id))
                 if account:
                     record_consequence(session, account, ruling.clause, consequence, check_id,
                                        now)

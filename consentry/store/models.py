@@ -90,15 +90,19 @@ class CheckRecord(Base):
 
 
 class CheckMedia(Base):
-    """Image bytes of a refused or held request, kept as evidence. Allowed requests keep
-    none."""
+    """An image of a refused or held request, kept for the people who review it: its
+    bytes are sealed in the evidence vault (``evidence_id``), never stored here. Allowed
+    requests keep none. (``content`` held the bytes before the vault; rows that still
+    have it are sealed and emptied at start.)"""
 
     __tablename__ = "check_media"
 
     check_id: Mapped[str] = mapped_column(ForeignKey("checks.id"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    evidence_id: Mapped[str | None] = mapped_column(ForeignKey("evidence_items.id"),
+                                                    nullable=True)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Strike(Base):

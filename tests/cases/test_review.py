@@ -60,7 +60,7 @@ def desk(gate, clock, tmp_path, platform):
                                 sender=OutboxSender(tmp_path / "outbox"), clock=clock,
                                 appeal_tokens=gate.appeal_tokens)
     queues = ReviewQueues(gate.db, clock=clock, reveals_per_shift=2,
-                          case_view=lambda n: takedowns.view(n).to_dict())
+                          case_view=lambda n: takedowns.view(n).to_dict(), vault=gate.vault)
     decisions = Decisions(queues, takedowns, gate.banks, gate.policy, sender=takedowns.log.sender,
                           appeal_tokens=gate.appeal_tokens, public_url="https://safety.example")
     yield {"queues": queues, "decisions": decisions, "takedowns": takedowns,

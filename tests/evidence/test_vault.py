@@ -118,7 +118,7 @@ def test_the_gate_seals_cs1_and_km1_evidence_and_says_so(gate, photos):
     cs1 = gate.check_generation("make the schoolgirl in this photo wear lingerie",
                                 [photos["astronaut"]], "p1")
     assert cs1.policy.clause == "CS-1" and cs1.enforcement.evidence_preserved
-    [item] = gate.vault.items(subject=cs1.id)
+    [item] = gate.vault.items(subject_kind="check", subject=cs1.id)
     assert item.clause == "CS-1" and item.account_id == "p1" and item.has_content
     opened = gate.vault.open(item.id, actor="test", why="checking the sealed photo")
     assert opened.content == photos["astronaut"]
@@ -126,7 +126,7 @@ def test_the_gate_seals_cs1_and_km1_evidence_and_says_so(gate, photos):
 
     ii1 = gate.check_generation("put her in a bikini", [photos["astronaut"]], "p2")
     assert ii1.decision == "block" and not ii1.enforcement.evidence_preserved
-    assert gate.vault.items(subject=ii1.id) == []
+    assert gate.vault.items(subject_kind="check", subject=ii1.id) == []
     assert verify(gate.db).ok
 
 
@@ -140,7 +140,7 @@ def test_known_abuse_is_sealed_in_the_vault_and_never_kept_for_viewing(gate, pho
     assert verdict.policy.clause == "KM-1" and verdict.enforcement.evidence_preserved
     with gate.db.transaction() as s:
         assert s.scalar(select(CheckMedia).where(CheckMedia.check_id == verdict.id)) is None
-    [item] = gate.vault.items(subject=verdict.id)
+    [item] = gate.vault.items(subject_kind="check", subject=verdict.id)
     assert gate.vault.open(item.id, actor="test", why="for the NCMEC upload").content == \
         photos["coffee"]
 
@@ -151,3 +151,24 @@ def test_keys_are_parsed_strictly(tmp_path):
             parse_keys(bad)
     ring = parse_keys(f"k2:{K2}, k1:{K1}")
     assert ring.active == "k2" and K1 not in repr(ring)
+
+
+def test_images_kept_before_the_vault_are_sealed_at_start_and_still_reviewable(gate, photos):
+    from consentry.store.models import CheckRecord
+
+    with gate.db.transaction() as s:  # a row as written before the vault existed
+        s.add(CheckRecord(id="chk_old", kind="upload", created_at=gate._clock(),
+                          decision="block", category="sexual_content", clause="SX-1",
+                          policy_version="test", image_sha256=[], verdict={"reasons": []},
+                          latency_ms=1.0))
+        s.flush()
+        s.add(CheckMedia(check_id="chk_old", position=0, sha256="-",
+                         content=photos["hopper"]))
+    assert gate.vault.seal_plaintext_media() == 1
+    assert gate.vault.seal_plaintext_media() == 0
+    with gate.db.transaction() as s:
+        row = s.get(CheckMedia, ("chk_old", 0))
+        assert row.content is None and row.evidence_id
+    assert photos["hopper"] not in _raw_columns(gate.db)
+    assert gate.vault.media("chk_old", 0, actor="test", why="reading it back sealed") == \
+        photos["hopper"]

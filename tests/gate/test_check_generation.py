@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import time
@@ -117,7 +118,11 @@ def test_refused_requests_keep_their_evidence(gate: Gate, db, photos):
         record = s.get(CheckRecord, verdict.id)
         media = s.scalars(select(CheckMedia).where(CheckMedia.check_id == verdict.id)).all()
     assert record.prompt == "put her in a bikini"
-    assert [m.content for m in media] == [photos["astronaut"]]
+    # The image is sealed in the evidence vault, not stored in the clear.
+    assert [(m.content, m.sha256) for m in media] == [
+        (None, hashlib.sha256(photos["astronaut"]).hexdigest())]
+    assert gate.vault.media(verdict.id, 0, actor="test", why="checking the sealed image") \
+        == photos["astronaut"]
 
 
 def test_a_retry_with_the_same_idempotency_key_is_not_struck_twice(gate: Gate, photos):
