@@ -614,7 +614,8 @@ EXIT_WRONG_STATE = 4
 def _takedowns() -> TakedownService:
     settings = Settings.from_env()
     gate = Gate(_database(settings), settings=settings)
-    return TakedownService.from_settings(gate.db, gate.banks, gate.policy, settings)
+    return TakedownService.from_settings(gate.db, gate.banks, gate.policy, settings,
+                                         vault=gate.vault)
 
 
 def _case_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -57,7 +57,7 @@ def build(db, analyser, clock, tmp_path: Path, platform: RemovalPlatform, *,
                                 sender=OutboxSender(outbox), clock=clock,
                                 appeal_tokens=gate.appeal_tokens,
                                 status_url=f"{base}/takedown/status",
-                                appeal_url=f"{base}/appeals")
+                                appeal_url=f"{base}/appeals", vault=gate.vault)
     people = People(Directory(db, secrets=SecretBox(lambda: SECRET_KEY),
                               passwords=CountingPasswords(), clock=clock),
                     Sessions(db, clock=clock))

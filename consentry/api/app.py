@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         app.state.keys = KeyCache(app.state.gate.db)
         g = app.state.gate
         app.state.takedowns = takedowns or TakedownService.from_settings(
-            g.db, g.banks, g.policy, settings, sandbox=g.sandbox)
+            g.db, g.banks, g.policy, settings, sandbox=g.sandbox, vault=g.vault)
         svc = app.state.takedowns
         app.state.queues = ReviewQueues(g.db, clock=svc.now,
                                         reveals_per_shift=settings.reveals_per_shift,

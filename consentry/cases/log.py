@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 
 from consentry.cases import notices
 from consentry.cases.case import CaseView, Event, EventKind, fold_case, normalise_case_number
+from consentry.cases.intake import TakedownSubmission, submission_from_dict, submission_to_dict
 from consentry.cases.senders import Sender
 from consentry.errors import Conflict, NotFound
+from consentry.evidence import Vault
 from consentry.store import Database
 from consentry.store.models import CaseEvent, CaseKey, Notification, TakedownCase
 
@@ -33,10 +35,44 @@ class CaseStateError(Conflict):
 
 
 class CaseLog:
-    def __init__(self, db: Database, sender: Sender, clock: Callable[[], datetime]) -> None:
+    def __init__(self, db: Database, sender: Sender, clock: Callable[[], datetime],
+                 vault: Vault | None = None) -> None:
         self.db = db
         self.sender = sender
         self.clock = clock
+        self.vault = vault  # where requesters' details are sealed (None: kept in the row)
+
+    # -- the request, sealed ----------------------------------------------------------
+
+    def store_request(self, s: Session, row: TakedownCase,
+                      submission: TakedownSubmission) -> None:
+        """Keep the request with its case: sealed in the vault (the row keeps only the
+        sealed item's id), so the requester's name, contact and statement are never in
+        a plaintext table."""
+        data = submission_to_dict(submission)
+        if self.vault is None:
+            row.submission = data
+            return
+        sealed = self.vault.seal(s, subject_kind="takedown_request", subject=row.number,
+                                 content=None, metadata=data, actor="requester")
+        row.submission = {"sealed": sealed}
+
+    def request(self, s: Session, row: TakedownCase, why: str) -> TakedownSubmission:
+        """The request of a case (opened from the vault, recorded with ``why``)."""
+        return submission_from_dict(self._request_dict(s, row, why))
+
+    def _request_dict(self, s: Session, row: TakedownCase, why: str) -> dict[str, Any]:
+        sealed = row.submission.get("sealed")
+        if sealed is None:
+            return dict(row.submission)
+        if self.vault is None:
+            raise CaseStateError(f"case {row.number}'s request is sealed in the evidence "
+                                 "vault, and no vault was given to open it")
+        return self.vault.open(sealed, actor="system", why=why, session=s).metadata
+
+    def requester_email(self, s: Session, row: TakedownCase) -> str:
+        data = self._request_dict(s, row, f"writing to the requester of {row.number}")
+        return str(data.get("email", "")).strip()
 
     def row(self, s: Session, number: str) -> TakedownCase:
         row = s.scalars(select(TakedownCase).where(
@@ -71,7 +107,7 @@ class CaseLog:
         """The case's requester and those of duplicates merged into it."""
         rows = [row, *s.scalars(select(TakedownCase).where(
             TakedownCase.merged_into == row.number))]
-        emails = [str(r.submission.get("email", "")).strip() for r in rows]
+        emails = [self.requester_email(s, r) for r in rows]
         return list(dict.fromkeys(e for e in emails if e))
 
     def send(self, number: str, notice: notices.Notice) -> None:

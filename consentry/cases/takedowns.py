@@ -61,8 +61,6 @@ from consentry.cases.intake import (
     Regime,
     TakedownSubmission,
     check_completeness,
-    submission_from_dict,
-    submission_to_dict,
 )
 from consentry.cases.locate import locate
 from consentry.cases.log import CaseLog, CaseNotFound, CaseStateError
@@ -71,6 +69,7 @@ from consentry.cases.senders import Sender, sender_from_env
 from consentry.config import Settings
 from consentry.enforcement.appeal_tokens import AppealRef, AppealSubject, AppealTokens
 from consentry.errors import ConfigurationError, InvalidRequest
+from consentry.evidence import Vault
 from consentry.limits import Limits, RateLimit
 from consentry.policy.document import Policy
 from consentry.policy.routing import ItemKind, Queue, routed
@@ -124,7 +123,8 @@ class TakedownService:
                  intake_lease: timedelta = INTAKE_LEASE,
                  sandbox: Sandbox | None = None,
                  decode_timeout_s: float | None = None,
-                 appeal_tokens: AppealTokens | None = None) -> None:
+                 appeal_tokens: AppealTokens | None = None,
+                 vault: Vault | None = None) -> None:
         self.db = db
         audit.install()  # case events and removal attempts are links of the audit chain
         self._sandbox = sandbox  # None: the process-wide one
@@ -135,7 +135,7 @@ class TakedownService:
         self._clock = clock or (lambda: datetime.now(UTC))
         self.limits = limits or Limits(db, clock=self._clock)
         self.intake_lease = intake_lease
-        self.log = CaseLog(db, sender, self._clock)
+        self.log = CaseLog(db, sender, self._clock, vault)
         # Without the service key (tests, embedders), tokens verify only in this process.
         self.appeal_tokens = appeal_tokens or AppealTokens(secrets.token_bytes(32))
         self.removals = RemovalQueue(self.log, banks.content, policy, callback=callback,
@@ -145,7 +145,7 @@ class TakedownService:
     @classmethod
     def from_settings(cls, db: Database, banks: BankServices, policy: Policy,
                       settings: Settings, *, sandbox: Sandbox | None = None,
-                      ) -> TakedownService:
+                      vault: Vault | None = None) -> TakedownService:
         callback = None
         if settings.removal_callback_url:
             if not settings.removal_callback_secret:
@@ -160,7 +160,8 @@ class TakedownService:
                    intake_lease=timedelta(seconds=settings.job_lease_s),
                    sandbox=sandbox or shared_sandbox(settings.sandbox_limits()),
                    decode_timeout_s=settings.analysis_timeout_s,
-                   appeal_tokens=AppealTokens(derive_key(service_secret_key(settings), "appeals")))
+                   appeal_tokens=AppealTokens(derive_key(service_secret_key(settings), "appeals")),
+                   vault=vault)
 
     def now(self) -> datetime:
         return self._clock()
@@ -209,10 +210,11 @@ class TakedownService:
             row = TakedownCase(number=new_case_number(), pin_hash=hash_pin(pin),
                                regime=submission.regime.value, channel=channel,
                                received_at=now, deadline_at=now + REMOVAL_DEADLINE,
-                               submission=submission_to_dict(submission),
+                               submission={},
                                merged_into=primary.number if primary else None)
             s.add(row)
             s.flush()
+            self.log.store_request(s, row, submission)
             s.add_all(CaseKey(case_id=row.id, key=k) for k in keys)
             if missing:
                 self.log.event(s, row, EventKind.INCOMPLETE, "requester",
@@ -244,7 +246,7 @@ class TakedownService:
         now = self._clock()
         with self.db.transaction() as s:
             row = self.log.row(s, case.number)
-            row.submission = submission_to_dict(submission)
+            self.log.store_request(s, row, submission)
             s.add_all(CaseKey(case_id=row.id, key=k) for k in _keys(submission.locator))
             self.log.event(s, row, EventKind.AMENDED, "requester")
             if missing:
@@ -305,7 +307,7 @@ class TakedownService:
             row = s.get(TakedownCase, job.case_id)
             assert row is not None
             number, target = row.number, row.merged_into or row.number
-            submission = submission_from_dict(row.submission)
+            submission = self.log.request(s, row, f"intake of takedown case {number}")
         missing = check_completeness(submission).missing
         try:
             self._acknowledge(number, submission, missing)
@@ -410,7 +412,7 @@ class TakedownService:
             raise CaseStateError(f"case {view.number} is {view.status.value}; nothing to remove")
         with self.db.transaction() as s:
             row = self.log.row(s, view.number)
-            submission = submission_from_dict(row.submission)
+            submission = self.log.request(s, row, f"acting on takedown case {view.number}")
             if check_completeness(submission).missing:
                 raise CaseStateError(f"case {view.number} is an incomplete request; it "
                                      "cannot be acted on until the requester completes it")
@@ -512,7 +514,8 @@ class TakedownService:
             # automation).
             open_appeal(s, AppealRef(AppealSubject.TAKEDOWN, f"{case.number}:{REQUESTER}"),
                         account=None, clause="II-3", known_match=False, has_media=False,
-                        reason=_appeal_reason(reason), contact=_email(row) or None,
+                        reason=_appeal_reason(reason),
+                        contact=self.log.requester_email(s, row) or None,
                         excluded_user_id=user_of(rejected_by), now=now)
             row.closed_at = None
             self.log.event(s, row, EventKind.APPEALED, "requester", automated=False,
@@ -646,9 +649,6 @@ def _keys(locator: ContentLocator) -> list[str]:
     keys += [f"pdq:{h.lower()}" for h in locator.pdq_hashes]
     return list(dict.fromkeys(k[:300] for k in keys))
 
-
-def _email(row: TakedownCase) -> str:
-    return str(row.submission.get("email", "")).strip()
 
 
 def _appeal_reason(reason: str) -> str:

@@ -166,24 +166,31 @@ class Vault:
 
     # -- reading ----------------------------------------------------------------------
 
-    def open(self, item_id: str, *, actor: str, why: str) -> Opened:
-        """Decrypt one item. Every opening is a link of the audit chain with who and why."""
+    def open(self, item_id: str, *, actor: str, why: str,
+             session: Session | None = None) -> Opened:
+        """Decrypt one item. Every opening is a link of the audit chain with who and why.
+        ``session``: open it inside the caller's transaction."""
         why = " ".join((why or "").split())
         if len(why.split()) < MIN_WHY_WORDS:
             raise InvalidRequest("reason_required", "say why the evidence is opened (at "
                                  "least three words): it is recorded", field="why")
+        if session is not None:
+            return self._open(session, item_id, actor, why)
         with self.db.transaction() as s:
-            row = self._row(s, item_id)
-            if row.purged_at is not None or row.wrapped_key is None:
-                raise EvidencePurged(f"evidence {item_id} was purged on "
-                                     f"{row.purged_at:%Y-%m-%d}" if row.purged_at else
-                                     f"evidence {item_id} holds nothing")
-            data_key = self._unwrap(row)
-            content = (None if row.content is None else
-                       _unseal(data_key, row.content, f"{row.id}|content".encode()))
-            metadata = json.loads(_unseal(data_key, row.sealed_metadata or b"",
-                                          f"{row.id}|metadata".encode()))
-            audit.record(s, "evidence.opened", item_id, actor, why=why)
+            return self._open(s, item_id, actor, why)
+
+    def _open(self, s: Session, item_id: str, actor: str, why: str) -> Opened:
+        row = self._row(s, item_id)
+        if row.purged_at is not None or row.wrapped_key is None:
+            raise EvidencePurged(f"evidence {item_id} was purged on "
+                                 f"{row.purged_at:%Y-%m-%d}" if row.purged_at else
+                                 f"evidence {item_id} holds nothing")
+        data_key = self._unwrap(row)
+        content = (None if row.content is None else
+                   _unseal(data_key, row.content, f"{row.id}|content".encode()))
+        metadata = json.loads(_unseal(data_key, row.sealed_metadata or b"",
+                                      f"{row.id}|metadata".encode()))
+        audit.record(s, "evidence.opened", item_id, actor, why=why)
         return Opened(item_id, content, metadata)
 
     def media(self, check_id: str, position: int, *, actor: str, why: str) -> bytes | None:

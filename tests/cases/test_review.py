@@ -58,7 +58,7 @@ def desk(gate, clock, tmp_path, platform):
     callback = PlatformCallback(platform.url, SECRET)
     takedowns = TakedownService(gate.db, gate.banks, gate.policy, callback=callback,
                                 sender=OutboxSender(tmp_path / "outbox"), clock=clock,
-                                appeal_tokens=gate.appeal_tokens)
+                                appeal_tokens=gate.appeal_tokens, vault=gate.vault)
     queues = ReviewQueues(gate.db, clock=clock, reveals_per_shift=2,
                           case_view=lambda n: takedowns.view(n).to_dict(), vault=gate.vault)
     decisions = Decisions(queues, takedowns, gate.banks, gate.policy, sender=takedowns.log.sender,

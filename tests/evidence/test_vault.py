@@ -172,3 +172,37 @@ def test_images_kept_before_the_vault_are_sealed_at_start_and_still_reviewable(g
     assert photos["hopper"] not in _raw_columns(gate.db)
     assert gate.vault.media("chk_old", 0, actor="test", why="reading it back sealed") == \
         photos["hopper"]
+
+
+def test_takedown_requests_are_sealed_and_the_case_still_works(gate, photos, tmp_path,
+                                                               platform):
+    from platform_content import register, tida
+    from removal_platform import SECRET
+
+    from consentry.cases.callback import PlatformCallback
+    from consentry.cases.intake import ContentLocator
+    from consentry.cases.senders import OutboxSender
+    from consentry.cases.takedowns import TakedownService
+    from consentry.store.models import Notification, TakedownCase
+
+    callback = PlatformCallback(platform.url, SECRET)
+    takedowns = TakedownService(gate.db, gate.banks, gate.policy, callback=callback,
+                                sender=OutboxSender(tmp_path / "outbox"), vault=gate.vault)
+    try:
+        register(takedowns, "post-7", photos["hopper"], "uploader-7",
+                 url="https://social.example/p/7")
+        case = takedowns.submit(tida(ContentLocator(urls=("https://social.example/p/7",)),
+                                     email="victim.private@example.org")).case
+        assert case.status.value == "removed"
+        with gate.db.transaction() as s:
+            row = s.scalars(select(TakedownCase)).one()
+            sent = [n.recipient for n in s.scalars(select(Notification))]
+        assert set(row.submission) == {"sealed"}  # nothing personal in the row
+        assert "victim.private@example.org" in sent  # the requester was still told
+        assert b"victim.private" not in _raw_columns(gate.db)
+        [item] = gate.vault.items(subject_kind="takedown_request", subject=case.number)
+        opened = gate.vault.open(item.id, actor="test", why="checking the sealed request")
+        assert opened.metadata["email"] == "victim.private@example.org"
+    finally:
+        callback.close()
+        takedowns.close()
