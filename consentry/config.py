@@ -88,6 +88,13 @@ class Settings:
     evidence_keys: str | None = field(default=None, repr=False)
     # How long sealed evidence is kept (18 USC 2258A as extended: one year), unless held.
     evidence_retention_days: int = 365
+    # NCMEC's CyberTipline (consentry.reporting.cybertip_desk): where and as whom reports
+    # are sent, and who at the platform NCMEC may contact. Unset: reports are drafted and
+    # confirmed, and wait to be sent.
+    cybertip_url: str | None = None
+    cybertip_username: str | None = None
+    cybertip_password: str | None = field(default=None, repr=False)
+    cybertip_reporter_email: str | None = None
     # The console's session cookie is sent only over HTTPS when True. None: secure unless
     # the public address is plain http on this machine (a developer's own server).
     cookie_secure: bool | None = None
@@ -179,6 +186,10 @@ class Settings:
             reveal_seconds=_optional_int(env, "CONSENTRY_REVEAL_SECONDS") or 10,
             cookie_secure=_optional_bool(env, "CONSENTRY_COOKIE_SECURE"),
             evidence_keys=env.get("CONSENTRY_EVIDENCE_KEYS") or None,
+            cybertip_url=env.get("CONSENTRY_CYBERTIP_URL") or None,
+            cybertip_username=env.get("CONSENTRY_CYBERTIP_USERNAME") or None,
+            cybertip_password=env.get("CONSENTRY_CYBERTIP_PASSWORD") or None,
+            cybertip_reporter_email=env.get("CONSENTRY_CYBERTIP_REPORTER_EMAIL") or None,
             evidence_retention_days=_optional_int(env, "CONSENTRY_EVIDENCE_RETENTION_DAYS")
             or 365,
         )

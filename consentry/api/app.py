@@ -28,9 +28,10 @@ from consentry.http import errors
 from consentry.http.deps import parse_networks
 from consentry.http.headers import CONSOLE_HEADERS, PathHeaders
 from consentry.people import People
+from consentry.reporting.cybertip_desk import CyberTipDesk
 from consentry.store import Database
 from consentry.web import appeals as appeal_pages
-from consentry.web import console_auth, console_banks, console_review
+from consentry.web import console_auth, console_banks, console_reports, console_review
 from consentry.web import takedown as takedown_pages
 from consentry.web.takedown import STATIC_DIR
 
@@ -82,8 +83,12 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         # Housekeeping: expired sessions pruned, evidence past retention purged, the audit
         # chain's head signed when due.
         signer = signer_for(g.db, settings)
+        app.state.cybertip = CyberTipDesk(g.db, vault, settings=settings, clock=svc.now)
+        # Reports to NCMEC are drafted from sealed evidence, and sent once confirmed.
         worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune,
-                                               vault.purge_expired, signer.checkpoint])
+                                               vault.purge_expired, signer.checkpoint,
+                                               app.state.cybertip.draft_pending,
+                                               app.state.cybertip.send_confirmed])
         retries = threading.Thread(target=worker.run, args=(stop,), name="case-worker",
                                    daemon=True)
         retries.start()
@@ -111,6 +116,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app.include_router(console_auth.router)
     app.include_router(console_banks.router)
     app.include_router(console_review.router)
+    app.include_router(console_reports.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)

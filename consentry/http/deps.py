@@ -23,6 +23,7 @@ from consentry.gate import Gate
 from consentry.http.bodies import read_form
 from consentry.limits import Limits
 from consentry.people import LiveSession, People, Role
+from consentry.reporting.cybertip_desk import CyberTipDesk
 
 # The console's session cookie: HttpOnly, SameSite=Strict, Path=/console (see
 # consentry.web.console_auth, which sets it).
@@ -54,6 +55,10 @@ def get_queues(request: Request) -> ReviewQueues:
 
 def get_decisions(request: Request) -> Decisions:
     return request.app.state.decisions
+
+
+def get_cybertip(request: Request) -> CyberTipDesk:
+    return request.app.state.cybertip
 
 
 def get_limits(request: Request) -> Limits:
@@ -109,6 +114,7 @@ AppealsDep = Annotated[AppealDesk, Depends(get_appeals)]
 QueuesDep = Annotated[ReviewQueues, Depends(get_queues)]
 DecisionsDep = Annotated[Decisions, Depends(get_decisions)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
+CyberTipDep = Annotated[CyberTipDesk, Depends(get_cybertip)]
 
 
 PeopleDep = Annotated[People, Depends(get_people)]

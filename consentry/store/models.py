@@ -655,3 +655,34 @@ class EvidenceKey(Base):
     key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
     created_at: Mapped[datetime] = mapped_column()
     canary: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CyberTipReport(Base):
+    """A report to NCMEC's CyberTipline about one account: drafted from sealed CS-1/KM-1
+    evidence, sent only after a child-safety reviewer confirms it (``reporting``)."""
+
+    __tablename__ = "cybertip_reports"
+    __table_args__ = (Index("ix_cybertip_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(80), unique=True)  # idempotency at NCMEC's end
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))  # draft|confirmed|sent|failed
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    confirmed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    classification: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    rationale: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ncmec_report_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    progress: Mapped[str | None] = mapped_column(Text, nullable=True)  # SubmissionProgress
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CyberTipReportItem(Base):
+    """A sealed evidence item in a report (each item in one report only)."""
+
+    __tablename__ = "cybertip_report_items"
+
+    evidence_id: Mapped[str] = mapped_column(ForeignKey("evidence_items.id"), primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("cybertip_reports.id"), index=True)
