@@ -39,6 +39,7 @@ from consentry.enforcement.standing import (
     standing_after,
 )
 from consentry.errors import Conflict, InvalidRequest
+from consentry.gate.judgement import judge_generation
 from consentry.gate.verdict import (
     AccountState,
     Appeal,
@@ -52,7 +53,6 @@ from consentry.policy import (
     Reason,
     ReasonCode,
     Ruling,
-    evaluate,
     evaluate_media,
     load_policy,
 )
@@ -166,8 +166,9 @@ class Gate:
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
             ruling = _fail_closed(exc)
         else:
-            ruling = evaluate(analysis.prompt, analysis.images, self.policy,
-                              allow_adult_content=self.settings.allow_adult_content)
+            ruling = judge_generation(
+                prompt, analysis.images, self.policy, findings=analysis.prompt,
+                allow_adult_content=self.settings.allow_adult_content).ruling
         return self._record("generation", ruling, prompt, images, account, key, started,
                             standing, request=request)
 
