@@ -77,6 +77,7 @@ BUILDING_KEYS = (
     "body_parts",
     "locatives",
     "negations",
+    "image_frames",
 )
 MINOR_KEYS: dict[str, MinorCue] = {
     "minor_words": MinorCue.WORD,
@@ -129,6 +130,19 @@ _NUMBER_WORDS = {
     )
 }
 _NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60})
+
+# Letters that look alike, tried when a word is unknown: "nvde" (v for u), "rnilf" (rn
+# for m), "vvhore" (vv for w), "nucle" (cl for d), "nake1" is leetspeak (normalise.py).
+_LOOKALIKE_LETTERS = (("v", "u"), ("rn", "m"), ("vv", "w"), ("cl", "d"), ("u", "v"),
+                      ("y", "i"), ("i", "y"))
+# Lists whose words are recognised glued to other letters ("nakedpor", "nrbreasts").
+_GLUE_KEYS = ("nudity", "sexual_act", "nsfw")
+# English only (a Dutch "slet" would find Kate Winslet), without the short words that
+# end surnames ("Hitchcock", "Babcock").
+_NOT_GLUED = frozenset({"anal", "arse", "nips", "cooch", "dong", "cunt", "twat", "bang",
+                        "cock", "dick", "tits", "titty", "cums"})
+# Symbols people put inside a word to break it ("na*ked", "nu.de", "n^de").
+_INSERTED = frozenset("*._^~+'`-")
 
 WINDOW = 4  # tokens allowed between the two parts of a composition
 CHAR_WINDOW = 8  # the same for scripts written without spaces, in characters
@@ -364,6 +378,7 @@ class PromptAnalyser:
         self._unspaced: list[tuple[str, re.Pattern[str], list[_Entry]]] = []
         self._vocab: set[str] = set()  # single words of any lexicon, exact
         self._fuzzy_targets: set[str] = set()
+        self._sensitive: set[str] = set()  # single sensitive words, for look-alike repairs
         self._titles: set[str] = set()
         self._compile()
         self._regex_entries_by_literal = [(_required_literal(e.regex.pattern), e)
@@ -381,6 +396,13 @@ class PromptAnalyser:
             for k in {w, *(w[:i] + w[i + 1 :] for i in range(len(w)))}:
                 self._fuzzy.setdefault(k, set()).add(w)
         self._form_cache: dict[str, tuple[str, ...]] = {}
+        # Words that stay recognisable glued to another ("nakedpor"): explicit single
+        # words of five letters or more, longest first.
+        self._glue_words = tuple(sorted(
+            {p for lex in self.lexicons if lex.language == "en"
+             for key in _GLUE_KEYS for p in lex.lists[key]
+             if p.isascii() and p.isalpha() and len(p) >= 4 and p not in _NOT_GLUED},
+            key=len, reverse=True))
 
     # -- compiling -----------------------------------------------------------------
 
@@ -426,6 +448,9 @@ class PromptAnalyser:
                                 # Typo repair aims at English terms only: the word list
                                 # that keeps real words from being "repaired" is English,
                                 # so a Spanish "seis" would otherwise become "sexis".
+                                if (len(slots) == 1 and key in _FUZZY_KEYS
+                                        and len(word) >= 4 and _is_latin_word(word)):
+                                    self._sensitive.add(word)
                                 if (
                                     lex.language == "en"
                                     and len(slots) == 1
@@ -513,11 +538,31 @@ class PromptAnalyser:
                     for target in self._fuzzy.get(key, ()):
                         if target[0] == f[0] and _within_one(f, target):
                             forms.append(target)
+            if len(forms) == len(token.forms) and f not in self._first_names:
+                forms.extend(self._lookalike_forms(f))
         result = tuple(dict.fromkeys(forms))
         if len(self._form_cache) > 100_000:
             self._form_cache.clear()
         self._form_cache[token.text] = result
         return result
+
+    def _lookalike_forms(self, f: str) -> list[str]:
+        """Repairs for letters swapped for look-alikes ('nvde', 'rnilf', 'vvhore') and
+        for a sexual word glued to another ('nakedpor', 'nrbreasts'). Only into sensitive
+        vocabulary, and never from a word of the dictionary or a first name (checked by
+        the caller)."""
+        out: list[str] = []
+        for a, b in _LOOKALIKE_LETTERS:
+            if a in f:
+                swapped = f.replace(a, b)
+                if swapped in self._sensitive:
+                    out.append(swapped)
+        if not out and len(f) >= 7:
+            for word in self._glue_words:
+                if len(f) - len(word) >= 2 and (f.startswith(word) or f.endswith(word)):
+                    out.append(word)
+                    break
+        return out
 
     # -- matching ------------------------------------------------------------------
 
@@ -547,7 +592,17 @@ class PromptAnalyser:
             a, b = words[i], words[i + 1]
             if not a.forms or not b.forms or b.start - a.end > 2:
                 continue
-            if any(c not in " -_" for c in text[a.end : b.start]):
+            between = text[a.end : b.start]
+            if len(between) == 1 and between in _INSERTED:
+                # One symbol inside a word: "na*ked", "nu.de"; or standing for a vowel:
+                # "n^de", "s*x".
+                for joined in (a.forms[0] + b.forms[0],
+                               *(a.forms[0] + v + b.forms[0] for v in "aeiouy")):
+                    if joined in self._sensitive:
+                        edges[i].append((i + 2, (joined,)))
+                        break
+                continue
+            if any(c not in " -_" for c in between):
                 continue
             joined = a.forms[0] + b.forms[0]
             # "bi kini" joins; "shirt less" (wrinkly) does not: two real words stay apart.
@@ -709,6 +764,21 @@ class PromptAnalyser:
                 for loc in locatives
             )
 
+        frames = by_key.get("image_frames", [])
+        possessives = [h for h in by_key.get("pronouns", []) if h.t1 >= 0]
+        from_image_garments: list[_Hit] = []
+
+        def from_image(garment: _Hit) -> bool:
+            """'the onesie FROM THE PICTURE', with no one's garment named ('her shirt')."""
+            if garment.t0 < 0:
+                return False
+            owned = any(garment.t0 - 2 <= p.t1 - 1 < garment.t0 for p in possessives)
+            return not owned and any(
+                garment.t1 <= f.t0 <= garment.t1 + 2
+                and all(gaps[j] == GAP_SPACE for j in range(garment.t1, f.t0 + 1))
+                for f in frames if f.t0 >= 0
+            )
+
         def compose(a_key: str, b_key: str, concept: Concept, rule: str,
                     window: int = WINDOW, a_keys: Sequence[str] = ()) -> None:
             heads = [h for k in (a_key, *a_keys) for h in by_key.get(k, [])]
@@ -729,6 +799,13 @@ class PromptAnalyser:
                 s, e = min(a.start, b.start), max(a.end, b.end)
                 t0 = min(a.t0, b.t0) if a.t0 >= 0 and b.t0 >= 0 else -1
                 t1 = max(a.t1, b.t1) if t0 >= 0 else -1
+                if concept is Concept.UNDRESS and from_image(b):
+                    # "remove the baby onesie from the picture": a thing taken out of the
+                    # image, not clothing taken off someone. Uncertain: a person decides.
+                    from_image_garments.append(b)
+                    sexual.append((_Hit(a.entry, s, e, t0, t1), Concept.SUGGESTIVE,
+                                   f"{a.lang}:{rule}+from_image"))
+                    continue
                 sexual.append((_Hit(a.entry, s, e, t0, t1), concept, f"{a.lang}:{rule}"))
 
         compose("removal_verbs", "inner_garments", Concept.UNDRESS, "remove+inner_garment")
@@ -767,6 +844,8 @@ class PromptAnalyser:
                 ):
                     # an idiom ("kid gloves"), or a garment name ("baby-doll nightie")
                     continue
+                if h.t1 >= 0 and any(g.t0 == h.t1 for g in from_image_garments):
+                    continue  # "the baby onesie from the picture": a kind of garment
                 minors.append((h, MinorFinding(cue, span(h.start, h.end, h.lang),
                                                f"{h.lang}:{key}:{h.entry.phrase}", h.age)))
         minor_findings = tuple(f for _, f in _outermost_pairs(minors))
