@@ -125,15 +125,19 @@ def check_generation(
     image: Annotated[list[Path] | None,
                      typer.Option(help="input photo (repeatable, max 4)")] = None,
     account: Annotated[str | None, typer.Option(help="the platform's account id")] = None,
+    thread: Annotated[str | None, typer.Option(
+        help="the conversation or reply chain the request belongs to: judged with its "
+             "recent turns")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the verdict as JSON")] = False,
     batch: Annotated[Path | None, typer.Option(
-        help="JSONL file of {id, prompt, images, account}; one verdict line per input line")
+        help="JSONL file of {id, prompt, images, account, thread}; one verdict line per "
+             "input line")
     ] = None,
 ) -> None:
     """Check a generation or edit request before the image model runs."""
     if batch is not None:
-        if prompt is not None or image:
-            raise _fail("--batch cannot be combined with --prompt or --image")
+        if prompt is not None or image or thread is not None:
+            raise _fail("--batch cannot be combined with --prompt, --image or --thread")
         _run_batch(batch)
         return
     if prompt is None:
@@ -143,7 +147,7 @@ def check_generation(
         images = _read_images(image or [])
         if images:
             _start_decoders(gate.sandbox)
-        verdict = gate.check_generation(prompt, images, account)
+        verdict = gate.check_generation(prompt, images, account, thread=thread)
     except (InvalidRequest, SandboxBusy) as exc:
         raise _fail(str(exc)) from exc
     finally:
@@ -177,12 +181,15 @@ def _batch_line(gate: Gate, number: int, line: str) -> dict[str, Any]:
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise InvalidRequest("invalid_images", "'images' must be a list of paths",
                                  field="images")
-        account = item.get("account")
+        account, thread = item.get("account"), item.get("thread")
+        if thread is not None and not isinstance(thread, str):
+            raise InvalidRequest("invalid_thread", "'thread' must be a string", field="thread")
         images = _read_images([Path(p) for p in paths])
         if images:
             _start_decoders(gate.sandbox)  # after the first line: a no-op task
         verdict = gate.check_generation(prompt, images,
-                                        account if account is None else str(account))
+                                        account if account is None else str(account),
+                                        thread=thread)
     except InvalidRequest as exc:
         return {"id": item_id, "line": number, "error": exc.to_dict()}
     except SandboxBusy as exc:

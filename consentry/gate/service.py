@@ -39,6 +39,7 @@ from consentry.enforcement.standing import (
     standing_after,
 )
 from consentry.errors import Conflict, InvalidRequest
+from consentry.gate.conversation import ThreadJudgement, judge_in_thread
 from consentry.gate.judgement import judge_generation
 from consentry.gate.verdict import (
     AccountState,
@@ -66,6 +67,7 @@ from consentry.signals.sandbox import DecodeFailed, Sandbox, SandboxBusy, shared
 from consentry.store import Database
 from consentry.store.models import CheckMedia, CheckRecord
 from consentry.store.review import open_item
+from consentry.store.threads import recent_turns, remember_turn
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -75,6 +77,7 @@ MAX_IMAGES = 4
 MAX_ACCOUNT_ID = 200
 MAX_IDEMPOTENCY_KEY = 200
 MAX_URL_CHARS = 2048
+MAX_THREAD_ID = 200
 _MODEL_LOAD_WAIT_S = 120.0
 
 
@@ -86,6 +89,17 @@ def utc_now() -> datetime:
 class _Analysis:
     prompt: PromptFindings
     images: tuple[ImageFindings, ...]
+
+
+@dataclass(frozen=True)
+class _TurnMemory:
+    """What a check in a thread leaves for the thread's next requests."""
+
+    thread: str
+    prompt: str
+    image_sha256: Sequence[str]
+    images: Sequence[ImageFindings]
+    evasion_of: str | None
 
 
 class Gate:
@@ -126,8 +140,13 @@ class Gate:
         account: str | None = None,
         *,
         idempotency_key: str | None = None,
+        thread: str | None = None,
     ) -> Verdict:
         """Decide whether a generation or edit request may run.
+
+        ``thread``: the platform's id for the conversation or reply chain the request
+        belongs to; the request is then judged with the thread's recent turns
+        (``consentry.gate.conversation``) and remembered for the next ones.
 
         Raises ``InvalidRequest`` for input that cannot be checked (empty or overlong
         prompt, too many images, damaged, oversized or unsupported images).
@@ -140,8 +159,10 @@ class Gate:
                                  f"{MAX_IMAGES} are accepted per request", field="images")
         account = _validate_token(account, "account", MAX_ACCOUNT_ID)
         key = _validate_token(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
-        request = _request_digest("generation", prompt,
-                                  *(hashlib.sha256(i).hexdigest() for i in images))
+        thread = _validate_token(thread, "thread", MAX_THREAD_ID)
+        image_digests = [hashlib.sha256(i).hexdigest() for i in images]
+        request = _request_digest("generation", prompt, *image_digests,
+                                  *([f"thread:{thread}"] if thread else []))
         if account and key and (replayed := self._replay(account, key, request)) is not None:
             return replayed
 
@@ -159,6 +180,7 @@ class Gate:
         else:
             standing = None
 
+        turn: _TurnMemory | None = None
         try:
             analysis = self._analyse(prompt, images, deadline)
         except (InvalidRequest, SandboxBusy):
@@ -169,8 +191,29 @@ class Gate:
             ruling = judge_generation(
                 prompt, analysis.images, self.policy, findings=analysis.prompt,
                 allow_adult_content=self.settings.allow_adult_content).ruling
+            if thread:
+                judged = self._judge_in_thread(thread, prompt, analysis, image_digests,
+                                               account, ruling)
+                ruling = judged.ruling
+                turn = _TurnMemory(thread, prompt, image_digests, analysis.images,
+                                   judged.evasion_of)
         return self._record("generation", ruling, prompt, images, account, key, started,
-                            standing, request=request)
+                            standing, request=request, turn=turn)
+
+    def _judge_in_thread(self, thread: str, prompt: str, analysis: _Analysis,
+                         image_digests: Sequence[str], account: str | None,
+                         ruling: Ruling) -> ThreadJudgement:
+        """The request read with the recent turns of its conversation."""
+        with self.db.transaction() as session:
+            turns = recent_turns(session, thread, self._clock())
+
+        def judge(text: str, imgs: Sequence[ImageFindings]) -> tuple[Ruling, PromptFindings]:
+            j = judge_generation(text, imgs, self.policy,
+                                 allow_adult_content=self.settings.allow_adult_content)
+            return j.ruling, j.prompt
+
+        return judge_in_thread(prompt, analysis.images, image_digests, account, ruling,
+                               analysis.prompt, turns, judge)
 
     def check_upload(
         self,
@@ -444,6 +487,7 @@ class Gate:
         digests: Sequence[str] | None = None,
         content_id: str | None = None,
         image_only: bool = False,
+        turn: _TurnMemory | None = None,
     ) -> Verdict:
         """Record the check, apply its consequence and open its review item (when a person
         must look: ``policy.routing``) in one transaction.
@@ -466,6 +510,10 @@ class Gate:
                     if costly or standing is None:
                         standing = load_standing(session, account, now)
                     consequence = consequence_of(ruling, standing, self.policy, now)
+                    if turn is not None and turn.evasion_of and not (
+                            consequence.permanent or consequence.pending_review):
+                        # A near-identical retry of a refusal: the same attempt, struck once.
+                        consequence = Consequence()
                     standing = standing_after(standing, consequence)
                 verdict = self._verdict(check_id, kind, ruling, consequence, standing, now)
                 session.add(CheckRecord(
@@ -487,6 +535,15 @@ class Gate:
                 if account:
                     record_consequence(session, account, ruling.clause, consequence, check_id,
                                        now)
+                if turn is not None:
+                    remember_turn(
+                        session, thread_id=turn.thread, check_id=check_id, account=account,
+                        now=now, ttl=timedelta(seconds=self.settings.thread_ttl_s),
+                        prompt=_storable(turn.prompt), image_sha256=turn.image_sha256,
+                        faces=[(f.box, f.age) for img in turn.images for f in img.faces],
+                        nsfw=max((img.nsfw for img in turn.images), default=0.0),
+                        decision=ruling.decision, clause=ruling.clause,
+                        evasion_of=turn.evasion_of)
                 routing = route_check(ruling, pending_review=consequence.pending_review,
                                       image_only=image_only,
                                       has_media=keep_evidence and bool(images))

@@ -102,6 +102,9 @@ class PromptFindings:
     minors: tuple[MinorFinding, ...] = ()
     benign: tuple[BenignFinding, ...] = ()
     languages: tuple[str, ...] = ()  # lexicons that matched anything
+    # A short request that only makes sense as "go on" ("more", "again", "the rest"):
+    # judged with the thread it continues.
+    continuation: bool = False
 
     @property
     def concepts(self) -> frozenset[Concept]:

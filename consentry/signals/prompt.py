@@ -78,6 +78,7 @@ BUILDING_KEYS = (
     "locatives",
     "negations",
     "image_frames",
+    "continuations",
 )
 MINOR_KEYS: dict[str, MinorCue] = {
     "minor_words": MinorCue.WORD,
@@ -146,6 +147,7 @@ _INSERTED = frozenset("*._^~+'`-")
 
 WINDOW = 4  # tokens allowed between the two parts of a composition
 CHAR_WINDOW = 8  # the same for scripts written without spaces, in characters
+CONTINUATION_WORDS = 6  # a "go on" request is this short ("now do the rest please")
 FILLERS = 2  # filler words allowed between the words of a phrase
 
 
@@ -901,6 +903,7 @@ class PromptAnalyser:
             minors=minor_findings,
             benign=benign_findings,
             languages=tuple(languages),
+            continuation=_is_continuation(words, by_key.get("continuations", [])),
         )
 
     # -- names ---------------------------------------------------------------------
@@ -989,6 +992,27 @@ class PromptAnalyser:
             return True
         # "Dua Lipa", "Rishi Sunak": capitalised words no dictionary knows.
         return not self._common(first) and not self._common(run[-1])
+
+
+# Words that may stand beside "more" / "again" in a request that only says "go on".
+_CONTINUATION_FILLERS = frozenset([
+    "now", "please", "pls", "plz", "do", "it", "the", "and", "then", "ok", "okay", "some", "a",
+    "bit", "little", "with", "her", "him", "them", "that", "this", "same", "thing", "just",
+    "yes", "yeah", "lol", "again", "more", "por", "favor", "bitte", "per", "favore", "vous",
+    "plait", "s", "il", "ja", "si", "sí", "oui"
+])
+
+
+def _is_continuation(words: Sequence[Token], hits: Sequence[_Hit]) -> bool:
+    """A request that only makes sense as "go on": a continuation word ("more", "the
+    rest") and at most one other word that is not a filler, six words at most."""
+    real = [i for i, w in enumerate(words) if w.kind == "word"]
+    if not hits or not real or len(real) > CONTINUATION_WORDS:
+        return False
+    covered = {i for h in hits if h.t0 >= 0 for i in range(h.t0, h.t1)}
+    others = [i for i in real if i not in covered
+              and (words[i].forms[0] if words[i].forms else "") not in _CONTINUATION_FILLERS]
+    return len(others) <= 1
 
 
 def _parse_age(text: str) -> int | None:
