@@ -94,15 +94,19 @@ def photo_findings() -> dict[str, list]:
     return {"person": [person], "scene": [scene], "none": []}
 
 
-def make_decider() -> Decide:
+def make_decider(semantic: bool = True) -> Decide:
+    """The gate's decision (lexicons, the semantic layer on the cascade, policy) with
+    the photos analysed once."""
     from consentry.gate.judgement import judge_generation
     from consentry.policy import load_policy
+    from consentry.signals.semantic import default_matcher
 
     policy = load_policy()
     images = photo_findings()
+    matcher = default_matcher() if semantic else None
 
     def decide(prompt: str, image: str) -> tuple[str, str]:
-        ruling = judge_generation(prompt, images[image], policy).ruling
+        ruling = judge_generation(prompt, images[image], policy, semantic=matcher).ruling
         return ruling.decision, ruling.clause
 
     return decide
@@ -112,8 +116,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--misses", type=int, default=0,
                         help="print up to N misses of each tune-part row (never held-out)")
+    parser.add_argument("--no-semantic", action="store_true",
+                        help="lexicons and policy only (the layer before issue 10)")
     args = parser.parse_args(argv)
-    decide = make_decider()
+    decide = make_decider(semantic=not args.no_semantic)
+    print("semantic layer:", "off" if args.no_semantic else "on (cascade)")
 
     rows: list[tuple[str, str, str, dict[str, Tally]]] = []  # name, measure, goal, per part
 

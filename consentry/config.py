@@ -40,6 +40,8 @@ class Settings:
     # Conversation memory: how long a thread's turns are kept and judged with later
     # requests of the same thread (docs/threads.md).
     thread_ttl_s: float = 86400.0
+    # The semantic layer (multilingual sentence encoder + exemplars) on the cascade.
+    semantic_layer: bool = True
     # The image decoding sandbox (consentry.signals.sandbox): worker processes (None: one
     # per core), the address space each may map, and how many images may wait for one
     # (None: 4 per worker) before a request is answered 503.
@@ -158,6 +160,8 @@ class Settings:
             in {"1", "true", "yes"},
             analysis_timeout_s=_number(env, "CONSENTRY_ANALYSIS_TIMEOUT_S", 10.0),
             thread_ttl_s=_number(env, "CONSENTRY_THREAD_TTL_S", 86400.0),
+            semantic_layer=env.get("CONSENTRY_SEMANTIC_LAYER", "1").lower()
+            not in {"0", "false", "no", "off"},
             decode_workers=_optional_int(env, "CONSENTRY_DECODE_WORKERS"),
             decode_memory_mb=1536 if memory_mb is None else memory_mb,
             decode_queue=_optional_int(env, "CONSENTRY_DECODE_QUEUE"),

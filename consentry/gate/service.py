@@ -40,7 +40,7 @@ from consentry.enforcement.standing import (
 )
 from consentry.errors import Conflict, InvalidRequest
 from consentry.gate.conversation import ThreadJudgement, judge_in_thread
-from consentry.gate.judgement import judge_generation
+from consentry.gate.judgement import Judgement, judge_generation
 from consentry.gate.verdict import (
     AccountState,
     Appeal,
@@ -64,6 +64,7 @@ from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected
 from consentry.signals.prompt import analyse_prompt
 from consentry.signals.sandbox import DecodeFailed, Sandbox, SandboxBusy, shared_sandbox
+from consentry.signals.semantic import SemanticMatcher, default_matcher
 from consentry.store import Database
 from consentry.store.models import CheckMedia, CheckRecord
 from consentry.store.review import open_item
@@ -116,6 +117,7 @@ class Gate:
         clock: Callable[[], datetime] = utc_now,
         sandbox: Sandbox | None = None,
         appeal_tokens: AppealTokens | None = None,
+        semantic: SemanticMatcher | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._appeal_tokens = appeal_tokens  # None: signed with the service key, on use
@@ -126,6 +128,7 @@ class Gate:
         self._sandbox = sandbox
         self._lazy_lock = threading.Lock()  # guards lazy creation of models and banks
         self._banks = banks
+        self._semantic = semantic
         self._clock = clock
         self._pool = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="consentry-analysis"
@@ -183,22 +186,37 @@ class Gate:
         turn: _TurnMemory | None = None
         try:
             analysis = self._analyse(prompt, images, deadline)
-        except (InvalidRequest, SandboxBusy):
-            raise  # a bad image (422) or a full decoding queue (503): not a verdict
-        except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
-            ruling = _fail_closed(exc)
-        else:
-            ruling = judge_generation(
-                prompt, analysis.images, self.policy, findings=analysis.prompt,
-                allow_adult_content=self.settings.allow_adult_content).ruling
+            ruling = self._judge(prompt, analysis.images, analysis.prompt).ruling
             if thread:
                 judged = self._judge_in_thread(thread, prompt, analysis, image_digests,
                                                account, ruling)
                 ruling = judged.ruling
                 turn = _TurnMemory(thread, prompt, image_digests, analysis.images,
                                    judged.evasion_of)
+        except (InvalidRequest, SandboxBusy):
+            raise  # a bad image (422) or a full decoding queue (503): not a verdict
+        except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
+            ruling = _fail_closed(exc)
         return self._record("generation", ruling, prompt, images, account, key, started,
                             standing, request=request, turn=turn)
+
+    def _judge(self, prompt: str, images: Sequence[ImageFindings],
+               findings: PromptFindings | None = None) -> Judgement:
+        """Lexicons, the semantic layer where the cascade sends the request, policy."""
+        return judge_generation(prompt, images, self.policy, findings=findings,
+                                allow_adult_content=self.settings.allow_adult_content,
+                                semantic=self.semantic)
+
+    @property
+    def semantic(self) -> SemanticMatcher | None:
+        """The semantic layer (loaded on first use), or None where it is turned off."""
+        if not self.settings.semantic_layer:
+            return None
+        if self._semantic is None:
+            with self._lazy_lock:
+                if self._semantic is None:
+                    self._semantic = default_matcher()
+        return self._semantic
 
     def _judge_in_thread(self, thread: str, prompt: str, analysis: _Analysis,
                          image_digests: Sequence[str], account: str | None,
@@ -208,8 +226,7 @@ class Gate:
             turns = recent_turns(session, thread, self._clock())
 
         def judge(text: str, imgs: Sequence[ImageFindings]) -> tuple[Ruling, PromptFindings]:
-            j = judge_generation(text, imgs, self.policy,
-                                 allow_adult_content=self.settings.allow_adult_content)
+            j = self._judge(text, imgs)
             return j.ruling, j.prompt
 
         return judge_in_thread(prompt, analysis.images, image_digests, account, ruling,
@@ -273,6 +290,8 @@ class Gate:
         """Load every model and start the image decoders now rather than on the first
         request."""
         analyse_prompt("warm up")
+        if self.semantic is not None:
+            self.semantic.match("warm up")
         self.image_analyser.warm_up()
         self.sandbox.warm_up()
 

@@ -355,6 +355,13 @@ def _is_latin_word(word: str) -> bool:
     return word.isascii() and word.isalpha()
 
 
+def _is_cyrillic_or_latin(word: str) -> bool:
+    """Latin letters with accents, or Cyrillic: scripts whose words the vocabulary and
+    the English dictionary can tell apart."""
+    return all("a" <= c <= "z" or "\u00c0" <= c <= "\u024f" or "\u0400" <= c <= "\u04ff"
+               for c in word)
+
+
 class PromptAnalyser:
     """Analyses prompts against every lexicon; build once per process and reuse."""
 
@@ -904,7 +911,22 @@ class PromptAnalyser:
             benign=benign_findings,
             languages=tuple(languages),
             continuation=_is_continuation(words, by_key.get("continuations", [])),
+            unknown_language=self._unknown_language(words),
         )
+
+    def _unknown_language(self, words: Sequence[Token]) -> bool:
+        """Whether most words are in no lexicon and not English (two words at least)."""
+        real = [w for w in words if w.kind == "word" and w.forms]
+        if len(real) < 2:
+            return False
+        known = 0
+        for w in real:
+            f = w.forms[0]
+            if not _is_latin_word(f) and not _is_cyrillic_or_latin(f):
+                known += 1  # scripts of their own (CJK, Thai, Arabic...) have lexicons
+            elif f in self._vocab or self._is_english(f) or f.isdigit():
+                known += 1
+        return known / len(real) < 0.4
 
     # -- names ---------------------------------------------------------------------
 
