@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from consentry.policy import Policy, Ruling, evaluate
+from consentry.banks.prompt_bank import BankHit, PromptBankIndex
+from consentry.policy import MinorEvidence, Policy, Reason, ReasonCode, Ruling, evaluate
 from consentry.signals.findings import ImageFindings, PersonCue, PromptFindings
 from consentry.signals.prompt import analyse_prompt
 from consentry.signals.semantic import SemanticFinding, SemanticMatcher
@@ -62,15 +63,50 @@ def judge_generation(
     allow_adult_content: bool = False,
     findings: PromptFindings | None = None,
     semantic: SemanticMatcher | None = None,
+    prompt_bank: PromptBankIndex | None = None,
 ) -> Judgement:
     """Decide a generation request from its prompt and its images' findings.
-    ``semantic``: the semantic layer; None leaves it out (lexicons and policy only)."""
+    ``semantic``: the semantic layer; None leaves it out (lexicons and policy only).
+    ``prompt_bank``: confirmed phrasings, consulted with the same vector."""
     found = analyse_prompt(prompt) if findings is None else findings
     ruling = evaluate(found, images, policy, allow_adult_content=allow_adult_content)
     if semantic is None or ruling.decision == "block" or not needs_meaning(found, images):
         return Judgement(ruling, found)
-    meaning = semantic.match(meaning_text(prompt, found))
+    text = meaning_text(prompt, found)
+    vector = semantic.vector(text)
+    meaning = semantic.match(text, vector)
     if meaning:
         ruling = evaluate(found, images, policy, allow_adult_content=allow_adult_content,
                           semantic=meaning)
+    hit = prompt_bank.nearest(vector) if prompt_bank is not None else None
+    if hit is not None and ruling.decision != "block":
+        ruling = _bank_ruling(hit, found, images, policy, ruling, allow_adult_content)
     return Judgement(ruling, found, meaning, semantic_ran=True)
+
+
+def _bank_ruling(hit: BankHit, found: PromptFindings, images: Sequence[ImageFindings],
+                 policy: Policy, ruling: Ruling, allow_adult_content: bool) -> Ruling:
+    """A request that means nearly what a confirmed abusive phrasing means."""
+    reason = Reason(
+        ReasonCode.PROMPT_BANK_MATCH,
+        f"the request means nearly the same as a phrasing reviewers confirmed as abuse "
+        f"(prompt bank entry {hit.entry}: \u201c{hit.text}\u201d, {hit.similarity:.2f} "
+        "similar)",
+        kind=hit.clause, entry=hit.entry, exemplar=hit.text, similarity=hit.similarity,
+        rule=f"prompt_bank:{hit.entry}")
+    stated = [f for f in found.minors if f.age is None or f.age < 18]
+    young = any(face.age < policy.challenge_age for img in images for face in img.faces)
+    if stated or young:
+        if hit.clause == "CS-1":
+            evidence = MinorEvidence.STATED if stated else MinorEvidence.ESTIMATED
+            return Ruling("block", "CS-1", (reason,), minor_evidence=evidence)
+        return Ruling("review", "RV-1", (reason,))
+    cues = found.person_cues()
+    if images and (any(img.faces for img in images) or cues):
+        return Ruling("block", "II-1", (reason,))
+    if cues & _IDENTIFYING:
+        return Ruling("block", "II-2", (reason,))
+    if hit.clause == "SX-1":
+        # Fictional adults: where the platform allows explicit content, so does the bank.
+        return ruling if allow_adult_content else Ruling("block", "SX-1", (reason,))
+    return Ruling("review", "RV-1", (reason,))

