@@ -75,7 +75,7 @@ async def add_entry(body: PromptBankAdd, gate: GateDep, principal: Admin) -> dic
 @router.get("", response_model=PromptBankPage, summary="The bank's entries, by id",
             responses=responses(*AUTH, 422))
 async def list_entries(gate: GateDep, _: Admin,
-                       after: Annotated[int, Query(ge=0)] = 0,
+                       after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     entries = await run_in_threadpool(gate.prompt_bank.entries, after=after, limit=limit)
     return {"entries": [e.to_dict() for e in entries],
