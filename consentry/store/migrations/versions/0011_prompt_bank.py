@@ -1,16 +1,16 @@
 """gate: the prompt bank (phrasings reviewers confirmed as abuse, with their encoder
 vectors; refused in every language the encoder covers)
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-27 19:00:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

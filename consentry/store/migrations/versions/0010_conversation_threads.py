@@ -1,16 +1,17 @@
 """gate: conversation threads (recent requests, photo digests and faces, verdicts per
 thread, until they expire)
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0010
+Revises: 0005 (on main at merge time: 0009, the highest there; numbered 0010 so that it
+collides with none of main's 0006-0009)
 Create Date: 2026-11-27 18:00:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0010"
+down_revision = "0005"  # at merge: "0009"
 branch_labels = None
 depends_on = None
 
