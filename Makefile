@@ -51,6 +51,7 @@ test: install system-deps lint audit
 
 bench: install
 	$(BIN)/python bench/bench_gate.py
+	$(BIN)/python bench/bench_quality.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -55,7 +55,7 @@ from consentry.cases.takedowns import (
     TakedownService,
 )
 from consentry.config import Settings
-from consentry.errors import ConfigurationError, ConsentryError, InvalidRequest
+from consentry.errors import ConfigurationError, ConsentryError, InvalidRequest, NotFound
 from consentry.evidence import Vault
 from consentry.gate import Gate, Verdict
 from consentry.people import People, Person
@@ -76,6 +76,10 @@ app.add_typer(check_app, name="check")
 app.add_typer(key_app, name="apikey")
 app.add_typer(db_app, name="db")
 app.add_typer(bank_app, name="bank")
+prompt_bank_app = typer.Typer(help="The prompt bank: phrasings confirmed as abuse; their "
+                                   "near paraphrases are refused in every language.",
+                              no_args_is_help=True)
+app.add_typer(prompt_bank_app, name="prompt-bank")
 
 err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
@@ -130,15 +134,19 @@ def check_generation(
     image: Annotated[list[Path] | None,
                      typer.Option(help="input photo (repeatable, max 4)")] = None,
     account: Annotated[str | None, typer.Option(help="the platform's account id")] = None,
+    thread: Annotated[str | None, typer.Option(
+        help="the conversation or reply chain the request belongs to: judged with its "
+             "recent turns")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the verdict as JSON")] = False,
     batch: Annotated[Path | None, typer.Option(
-        help="JSONL file of {id, prompt, images, account}; one verdict line per input line")
+        help="JSONL file of {id, prompt, images, account, thread}; one verdict line per "
+             "input line")
     ] = None,
 ) -> None:
     """Check a generation or edit request before the image model runs."""
     if batch is not None:
-        if prompt is not None or image:
-            raise _fail("--batch cannot be combined with --prompt or --image")
+        if prompt is not None or image or thread is not None:
+            raise _fail("--batch cannot be combined with --prompt, --image or --thread")
         _run_batch(batch)
         return
     if prompt is None:
@@ -148,7 +156,7 @@ def check_generation(
         images = _read_images(image or [])
         if images:
             _start_decoders(gate.sandbox)
-        verdict = gate.check_generation(prompt, images, account)
+        verdict = gate.check_generation(prompt, images, account, thread=thread)
     except (InvalidRequest, SandboxBusy) as exc:
         raise _fail(str(exc)) from exc
     finally:
@@ -182,12 +190,15 @@ def _batch_line(gate: Gate, number: int, line: str) -> dict[str, Any]:
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise InvalidRequest("invalid_images", "'images' must be a list of paths",
                                  field="images")
-        account = item.get("account")
+        account, thread = item.get("account"), item.get("thread")
+        if thread is not None and not isinstance(thread, str):
+            raise InvalidRequest("invalid_thread", "'thread' must be a string", field="thread")
         images = _read_images([Path(p) for p in paths])
         if images:
             _start_decoders(gate.sandbox)  # after the first line: a no-op task
         verdict = gate.check_generation(prompt, images,
-                                        account if account is None else str(account))
+                                        account if account is None else str(account),
+                                        thread=thread)
     except InvalidRequest as exc:
         return {"id": item_id, "line": number, "error": exc.to_dict()}
     except SandboxBusy as exc:
@@ -213,6 +224,60 @@ def _run_batch(path: Path) -> None:
                 sys.stdout.flush()
     finally:
         gate.close()
+
+
+def _prompt_bank() -> Any:
+    settings = Settings.from_env()
+    gate = Gate(_database(settings), settings=settings)
+    return gate.prompt_bank
+
+
+@prompt_bank_app.command("add")
+def prompt_bank_add(
+    text: Annotated[str, typer.Option(help="the phrasing, as the user wrote it")],
+    clause: Annotated[str, typer.Option(help="CS-1, II-1, II-2 or SX-1")],
+    reason: Annotated[str, typer.Option(help="why it is abuse")],
+    source_check: Annotated[str | None, typer.Option(help="the check it came from")] = None,
+) -> None:
+    """Add a phrasing; prints the entry as JSON. Refused from the next request on."""
+    try:
+        entry = _prompt_bank().add(text, clause, author=_actor(), reason=reason,
+                                   source_check=source_check)
+    except InvalidRequest as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(json.dumps(entry.to_dict(), ensure_ascii=False))
+
+
+@prompt_bank_app.command("list")
+def prompt_bank_list() -> None:
+    """Every entry, one JSON line each (disabled ones too)."""
+    bank, after = _prompt_bank(), 0
+    while page := bank.entries(after=after, limit=500):
+        for entry in page:
+            typer.echo(json.dumps(entry.to_dict(), ensure_ascii=False))
+        after = page[-1].id
+
+
+def _prompt_bank_enabled(entry_id: int, enabled: bool, reason: str) -> None:
+    try:
+        entry = _prompt_bank().set_enabled(entry_id, enabled, actor=_actor(), reason=reason)
+    except NotFound as exc:
+        raise _refuse(str(exc)) from exc
+    typer.echo(json.dumps(entry.to_dict(), ensure_ascii=False))
+
+
+@prompt_bank_app.command("disable")
+def prompt_bank_disable(entry_id: Annotated[int, typer.Argument()],
+                        reason: Annotated[str, typer.Option(help="why")] = "") -> None:
+    """Stop an entry matching (it is kept, with who disabled it and why)."""
+    _prompt_bank_enabled(entry_id, False, reason)
+
+
+@prompt_bank_app.command("enable")
+def prompt_bank_enable(entry_id: Annotated[int, typer.Argument()],
+                       reason: Annotated[str, typer.Option(help="why")] = "") -> None:
+    """Let a disabled entry match again."""
+    _prompt_bank_enabled(entry_id, True, reason)
 
 
 @app.command()

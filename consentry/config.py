@@ -37,6 +37,11 @@ class Settings:
     # content of fictional adults (with a label). Default: block.
     allow_adult_content: bool = False
     analysis_timeout_s: float = 10.0
+    # Conversation memory: how long a thread's turns are kept and judged with later
+    # requests of the same thread (docs/threads.md).
+    thread_ttl_s: float = 86400.0
+    # The semantic layer (multilingual sentence encoder + exemplars) on the cascade.
+    semantic_layer: bool = True
     # The image decoding sandbox (consentry.signals.sandbox): worker processes (None: one
     # per core), the address space each may map, and how many images may wait for one
     # (None: 4 per worker) before a request is answered 503.
@@ -114,7 +119,8 @@ class Settings:
                                              ) from None
         for name, seconds in (("CONSENTRY_ANALYSIS_TIMEOUT_S", self.analysis_timeout_s),
                               ("CONSENTRY_HMA_FETCH_TIMEOUT_S", self.hma_fetch_timeout_s),
-                              ("CONSENTRY_JOB_LEASE_S", self.job_lease_s)):
+                              ("CONSENTRY_JOB_LEASE_S", self.job_lease_s),
+                              ("CONSENTRY_THREAD_TTL_S", self.thread_ttl_s)):
             if not 0 < seconds < float("inf"):
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got "
                                          f"{seconds!r}")
@@ -167,6 +173,9 @@ class Settings:
             allow_adult_content=env.get("CONSENTRY_ALLOW_ADULT_CONTENT", "").lower()
             in {"1", "true", "yes"},
             analysis_timeout_s=_number(env, "CONSENTRY_ANALYSIS_TIMEOUT_S", 10.0),
+            thread_ttl_s=_number(env, "CONSENTRY_THREAD_TTL_S", 86400.0),
+            semantic_layer=env.get("CONSENTRY_SEMANTIC_LAYER", "1").lower()
+            not in {"0", "false", "no", "off"},
             decode_workers=_optional_int(env, "CONSENTRY_DECODE_WORKERS"),
             decode_memory_mb=1536 if memory_mb is None else memory_mb,
             decode_queue=_optional_int(env, "CONSENTRY_DECODE_QUEUE"),

@@ -77,3 +77,21 @@ def test_batch_writes_one_line_per_input_line_and_survives_bad_lines(env, tmp_pa
     assert out[3]["decision"] == "allow"
     assert out[4]["error"]["code"] == "unreadable_image"
     assert (out[5]["decision"], out[5]["policy"]["clause"]) == ("block", "CS-1")
+
+
+def test_thread_on_the_command_line_and_in_batch_lines(env, tmp_path, photo_files):
+    photo = str(photo_files["astronaut"])
+    first = consentry(env, "check", "generation", "--prompt", "take off her jacket",
+                      "--image", photo, "--thread", "x-1", "--json")
+    assert json.loads(first.stdout)["decision"] == "allow", first.stderr
+    lines = [{"id": "a", "prompt": "and the shirt too", "images": [photo], "thread": "x-1"},
+             {"id": "b", "prompt": "and the shirt too", "images": [photo]},
+             {"id": "c", "prompt": "more", "images": [photo], "thread": 7}]
+    batch = tmp_path / "threads.jsonl"
+    batch.write_text("\n".join(json.dumps(x) for x in lines))
+    r = consentry(env, "check", "generation", "--batch", str(batch))
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert (out[0]["decision"], out[0]["policy"]["clause"]) == ("block", "II-1")
+    assert json.loads(first.stdout)["id"] in out[0]["reasons"][0]["checks"]
+    assert out[1]["decision"] == "allow"  # the same words with no thread: judged alone
+    assert out[2]["error"]["code"] == "invalid_thread"

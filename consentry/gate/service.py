@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from consentry import audit
 from consentry.banks.content import ContentIdTaken
+from consentry.banks.prompt_bank import PromptBank
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.config import Settings
 from consentry.enforcement.appeal_tokens import AppealRef, AppealSubject, AppealTokens
@@ -42,6 +43,8 @@ from consentry.enforcement.standing import (
 )
 from consentry.errors import Conflict, InvalidRequest
 from consentry.evidence import Vault, keyring_for
+from consentry.gate.conversation import ThreadJudgement, judge_in_thread
+from consentry.gate.judgement import Judgement, judge_generation
 from consentry.gate.verdict import (
     AccountState,
     Appeal,
@@ -55,7 +58,6 @@ from consentry.policy import (
     Reason,
     ReasonCode,
     Ruling,
-    evaluate,
     evaluate_media,
     load_policy,
 )
@@ -66,9 +68,15 @@ from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected
 from consentry.signals.prompt import analyse_prompt
 from consentry.signals.sandbox import DecodeFailed, Sandbox, SandboxBusy, shared_sandbox
+from consentry.signals.semantic import (
+    SemanticMatcher,
+    default_matcher,
+    semantic_encoder_name,
+)
 from consentry.store import Database
 from consentry.store.models import CheckMedia, CheckRecord
 from consentry.store.review import open_item
+from consentry.store.threads import recent_turns, remember_turn
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -78,6 +86,7 @@ MAX_IMAGES = 4
 MAX_ACCOUNT_ID = 200
 MAX_IDEMPOTENCY_KEY = 200
 MAX_URL_CHARS = 2048
+MAX_THREAD_ID = 200
 _MODEL_LOAD_WAIT_S = 120.0
 
 
@@ -89,6 +98,17 @@ def utc_now() -> datetime:
 class _Analysis:
     prompt: PromptFindings
     images: tuple[ImageFindings, ...]
+
+
+@dataclass(frozen=True)
+class _TurnMemory:
+    """What a check in a thread leaves for the thread's next requests."""
+
+    thread: str
+    prompt: str
+    image_sha256: Sequence[str]
+    images: Sequence[ImageFindings]
+    evasion_of: str | None
 
 
 class Gate:
@@ -106,6 +126,7 @@ class Gate:
         sandbox: Sandbox | None = None,
         appeal_tokens: AppealTokens | None = None,
         vault: Vault | None = None,
+        semantic: SemanticMatcher | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._appeal_tokens = appeal_tokens  # None: signed with the service key, on use
@@ -118,6 +139,8 @@ class Gate:
         self._lazy_lock = threading.Lock()  # guards lazy creation of models and banks
         self._banks = banks
         self._vault = vault
+        self._semantic = semantic
+        self._prompt_bank: PromptBank | None = None
         self._clock = clock
         self._pool = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="consentry-analysis"
@@ -132,8 +155,13 @@ class Gate:
         account: str | None = None,
         *,
         idempotency_key: str | None = None,
+        thread: str | None = None,
     ) -> Verdict:
         """Decide whether a generation or edit request may run.
+
+        ``thread``: the platform's id for the conversation or reply chain the request
+        belongs to; the request is then judged with the thread's recent turns
+        (``consentry.gate.conversation``) and remembered for the next ones.
 
         Raises ``InvalidRequest`` for input that cannot be checked (empty or overlong
         prompt, too many images, damaged, oversized or unsupported images).
@@ -146,8 +174,10 @@ class Gate:
                                  f"{MAX_IMAGES} are accepted per request", field="images")
         account = _validate_token(account, "account", MAX_ACCOUNT_ID)
         key = _validate_token(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
-        request = _request_digest("generation", prompt,
-                                  *(hashlib.sha256(i).hexdigest() for i in images))
+        thread = _validate_token(thread, "thread", MAX_THREAD_ID)
+        image_digests = [hashlib.sha256(i).hexdigest() for i in images]
+        request = _request_digest("generation", prompt, *image_digests,
+                                  *([f"thread:{thread}"] if thread else []))
         if account and key and (replayed := self._replay(account, key, request)) is not None:
             return replayed
 
@@ -165,17 +195,69 @@ class Gate:
         else:
             standing = None
 
+        turn: _TurnMemory | None = None
         try:
             analysis = self._analyse(prompt, images, deadline)
+            ruling = self._judge(prompt, analysis.images, analysis.prompt).ruling
+            if thread:
+                judged = self._judge_in_thread(thread, prompt, analysis, image_digests,
+                                               account, ruling)
+                ruling = judged.ruling
+                turn = _TurnMemory(thread, prompt, image_digests, analysis.images,
+                                   judged.evasion_of)
         except (InvalidRequest, SandboxBusy):
             raise  # a bad image (422) or a full decoding queue (503): not a verdict
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
             ruling = _fail_closed(exc)
-        else:
-            ruling = evaluate(analysis.prompt, analysis.images, self.policy,
-                              allow_adult_content=self.settings.allow_adult_content)
         return self._record("generation", ruling, prompt, images, account, key, started,
-                            standing, request=request)
+                            standing, request=request, turn=turn)
+
+    def _judge(self, prompt: str, images: Sequence[ImageFindings],
+               findings: PromptFindings | None = None) -> Judgement:
+        """Lexicons, the semantic layer where the cascade sends the request, policy."""
+        semantic = self.semantic
+        return judge_generation(prompt, images, self.policy, findings=findings,
+                                allow_adult_content=self.settings.allow_adult_content,
+                                semantic=semantic,
+                                prompt_bank=None if semantic is None
+                                else self.prompt_bank.index())
+
+    @property
+    def prompt_bank(self) -> PromptBank:
+        """Confirmed abusive phrasings (needs the semantic layer's encoder)."""
+        if self._prompt_bank is None:
+            semantic = self.semantic or default_matcher()
+            with self._lazy_lock:
+                if self._prompt_bank is None:
+                    self._prompt_bank = PromptBank(
+                        self.db, semantic.vector, semantic_encoder_name(semantic),
+                        clock=self._clock)
+        return self._prompt_bank
+
+    @property
+    def semantic(self) -> SemanticMatcher | None:
+        """The semantic layer (loaded on first use), or None where it is turned off."""
+        if not self.settings.semantic_layer:
+            return None
+        if self._semantic is None:
+            with self._lazy_lock:
+                if self._semantic is None:
+                    self._semantic = default_matcher()
+        return self._semantic
+
+    def _judge_in_thread(self, thread: str, prompt: str, analysis: _Analysis,
+                         image_digests: Sequence[str], account: str | None,
+                         ruling: Ruling) -> ThreadJudgement:
+        """The request read with the recent turns of its conversation."""
+        with self.db.transaction() as session:
+            turns = recent_turns(session, thread, self._clock())
+
+        def judge(text: str, imgs: Sequence[ImageFindings]) -> tuple[Ruling, PromptFindings]:
+            j = self._judge(text, imgs)
+            return j.ruling, j.prompt
+
+        return judge_in_thread(prompt, analysis.images, image_digests, account, ruling,
+                               analysis.prompt, turns, judge)
 
     def check_upload(
         self,
@@ -248,6 +330,8 @@ class Gate:
         """Load every model and start the image decoders now rather than on the first
         request."""
         analyse_prompt("warm up")
+        if self.semantic is not None:
+            self.semantic.match("warm up")
         self.image_analyser.warm_up()
         self.sandbox.warm_up()
 
@@ -464,6 +548,7 @@ class Gate:
         content_id: str | None = None,
         image_only: bool = False,
         sealed: Sequence[bytes] | None = None,
+        turn: _TurnMemory | None = None,
     ) -> Verdict:
         """Record the check, apply its consequence and open its review item (when a person
         must look: ``policy.routing``) in one transaction.
@@ -489,6 +574,10 @@ class Gate:
                     if costly or standing is None:
                         standing = load_standing(session, account, now)
                     consequence = consequence_of(ruling, standing, self.policy, now)
+                    if turn is not None and turn.evasion_of and not (
+                            consequence.permanent or consequence.pending_review):
+                        # A near-identical retry of a refusal: the same attempt, struck once.
+                        consequence = Consequence()
                     standing = standing_after(standing, consequence)
                 preserved = preserve and vault is not None and self._preserve(
                     session, vault, check_id, kind, ruling, prompt,
@@ -519,6 +608,15 @@ class Gate:
                 if account:
                     record_consequence(session, account, ruling.clause, consequence, check_id,
                                        now)
+                if turn is not None:
+                    remember_turn(
+                        session, thread_id=turn.thread, check_id=check_id, account=account,
+                        now=now, ttl=timedelta(seconds=self.settings.thread_ttl_s),
+                        prompt=_storable(turn.prompt), image_sha256=turn.image_sha256,
+                        faces=[(f.box, f.age) for img in turn.images for f in img.faces],
+                        nsfw=max((img.nsfw for img in turn.images), default=0.0),
+                        decision=ruling.decision, clause=ruling.clause,
+                        evasion_of=turn.evasion_of)
                 routing = route_check(ruling, pending_review=consequence.pending_review,
                                       image_only=image_only,
                                       has_media=keep_evidence and bool(images))

@@ -19,6 +19,7 @@ from consentry.signals.findings import (
     PersonCue,
     PromptFindings,
 )
+from consentry.signals.semantic import SemanticFinding
 
 # Concepts that sexualise whoever is shown; alone they are SX-1 material for fictional
 # people. Revealing clothing, sheer fabric and "sexy" are fine on a fictional adult.
@@ -147,31 +148,61 @@ def _intimate_inputs(images: Sequence[ImageFindings], policy: Policy) -> list[Re
     ]
 
 
+def _semantic_reasons(semantic: Sequence[SemanticFinding]) -> list[Reason]:
+    return [
+        Reason(
+            ReasonCode.SEMANTIC_MATCH,
+            f"the request means much the same as \u201c{f.exemplar}\u201d "
+            f"({f.similarity:.2f} similar; nearest ordinary request "
+            f"{f.benign_similarity:.2f})",
+            kind=f.concept.value, rule=f"exemplar:{f.source}", exemplar=f.exemplar,
+            similarity=f.similarity,
+        )
+        for f in semantic
+    ]
+
+
 def evaluate(
     prompt: PromptFindings,
     images: Sequence[ImageFindings],
     policy: Policy,
     *,
     allow_adult_content: bool = False,
+    semantic: Sequence[SemanticFinding] = (),
 ) -> Ruling:
-    """Decide a generation request from its prompt and input-image findings."""
+    """Decide a generation request from its prompt and input-image findings.
+
+    ``semantic``: what the semantic layer found the request to mean. It is evidence of
+    a lower order than a lexicon finding: on its own it refuses a request about a real
+    person only when ``strong``, holds it for review otherwise, and never suspends an
+    account (with a minor it holds the request for a child-safety review, RV-1).
+    """
     concepts = prompt.concepts
     if prompt.benign_cues() & _NEUTRALISING_CUES:
         # "a swimsuit on the mannequin", "fully clothed": mild words lose their force,
         # explicit ones never do.
         concepts = concepts - _NEUTRALISABLE
     sexual = _sexual_reasons(prompt, concepts)
+    meaning_only = not sexual and bool(semantic)
+    if meaning_only:
+        strong = [f for f in semantic if f.strong]
+        sexual = _semantic_reasons(strong or semantic)
+        # A weak match is uncertain evidence: it weighs as a mild concept.
+        concepts = frozenset(f.concept for f in strong) or frozenset({Concept.SUGGESTIVE})
     intimate_inputs = _intimate_inputs(images, policy)
     sexualising = bool(sexual) or bool(intimate_inputs)
 
     # CS-1: any sexualisation involving a minor, stated or apparent.
     stated_minor = _minor_reasons(prompt)
+    young = _young_faces(images, policy)
+    if meaning_only and not intimate_inputs and (stated_minor or young):
+        # Meaning alone never suspends an account: a child-safety reviewer decides.
+        return Ruling("review", "RV-1", (*stated_minor, *young, *sexual))
     if sexualising and stated_minor:
         return Ruling(
             "block", "CS-1", (*stated_minor, *sexual, *intimate_inputs), None,
             MinorEvidence.STATED,
         )
-    young = _young_faces(images, policy)
     if sexualising and young:
         under_18 = any(r.estimated_age < policy.estimated_minor_age for r in young)  # type: ignore[operator]
         evidence = MinorEvidence.ESTIMATED if under_18 else MinorEvidence.CHALLENGE_AGE
@@ -198,10 +229,13 @@ def evaluate(
     # II-2: a sexualised depiction of a named or pointed-at real person.
     identified = _person_refs(prompt, _IDENTIFYING_CUES)
     if identified and sexual:
+        if meaning_only and concepts <= {Concept.SUGGESTIVE}:
+            return Ruling("review", "RV-1", (*identified, *sexual))
         return Ruling("block", "II-2", (*identified, *sexual))
 
     # SX-1: explicit content with no real person involved.
-    explicit = [r for r in sexual if r.kind in _EXPLICIT] + intimate_inputs
+    explicit = [r for r in sexual if r.kind in _EXPLICIT and r.kind in concepts]
+    explicit += intimate_inputs
     if explicit:
         if allow_adult_content:
             clause = policy.clause("SX-1")

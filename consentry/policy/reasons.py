@@ -21,6 +21,14 @@ class ReasonCode(StrEnum):
     ACCOUNT_SUSPENDED = "account_suspended"
     ANALYSIS_UNAVAILABLE = "analysis_unavailable"
     HASH_MATCH = "hash_match"
+    # Conversation context (issue 10): earlier turns of the same thread.
+    THREAD_PHOTO = "thread_photo"  # a reply judged against the photo earlier in the thread
+    THREAD_CONTINUATION = "thread_continuation"  # "more", "again" after a refusal
+    THREAD_ESCALATION = "thread_escalation"  # the chain as a whole crosses the line
+    EVASION_RETRY = "evasion_retry"  # a near-identical retry of a refused request
+    # Meaning (issue 10): the semantic layer and the prompt bank.
+    SEMANTIC_MATCH = "semantic_match"
+    PROMPT_BANK_MATCH = "prompt_bank_match"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,9 @@ class Reason:
     bank: str | None = None
     entry: int | None = None  # the bank entry matched
     distance: int | None = None
+    checks: tuple[str, ...] | None = None  # earlier verdict ids this reason rests on
+    exemplar: str | None = None  # the nearest exemplar or bank phrasing
+    similarity: float | None = None  # its cosine similarity to the request, 0-1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: fields that are not set are left out."""
@@ -47,7 +58,7 @@ class Reason:
         for key, value in asdict(self).items():
             if value is None:
                 continue
-            if key == "face_box":
+            if key in ("face_box", "checks"):
                 value = list(value)
             out[key] = str(value) if key == "code" else value
         return out

@@ -102,6 +102,12 @@ class PromptFindings:
     minors: tuple[MinorFinding, ...] = ()
     benign: tuple[BenignFinding, ...] = ()
     languages: tuple[str, ...] = ()  # lexicons that matched anything
+    # A short request that only makes sense as "go on" ("more", "again", "the rest"):
+    # judged with the thread it continues.
+    continuation: bool = False
+    # Most words belong to no lexicon and no English dictionary: a language the lexicons
+    # do not cover, which the semantic layer reads instead.
+    unknown_language: bool = False
 
     @property
     def concepts(self) -> frozenset[Concept]:

@@ -77,6 +77,8 @@ BUILDING_KEYS = (
     "body_parts",
     "locatives",
     "negations",
+    "image_frames",
+    "continuations",
 )
 MINOR_KEYS: dict[str, MinorCue] = {
     "minor_words": MinorCue.WORD,
@@ -130,8 +132,22 @@ _NUMBER_WORDS = {
 }
 _NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60})
 
+# Letters that look alike, tried when a word is unknown: "nvde" (v for u), "rnilf" (rn
+# for m), "vvhore" (vv for w), "nucle" (cl for d), "nake1" is leetspeak (normalise.py).
+_LOOKALIKE_LETTERS = (("v", "u"), ("rn", "m"), ("vv", "w"), ("cl", "d"), ("u", "v"),
+                      ("y", "i"), ("i", "y"))
+# Lists whose words are recognised glued to other letters ("nakedpor", "nrbreasts").
+_GLUE_KEYS = ("nudity", "sexual_act", "nsfw")
+# English only (a Dutch "slet" would find Kate Winslet), without the short words that
+# end surnames ("Hitchcock", "Babcock").
+_NOT_GLUED = frozenset({"anal", "arse", "nips", "cooch", "dong", "cunt", "twat", "bang",
+                        "cock", "dick", "tits", "titty", "cums"})
+# Symbols people put inside a word to break it ("na*ked", "nu.de", "n^de").
+_INSERTED = frozenset("*._^~+'`-")
+
 WINDOW = 4  # tokens allowed between the two parts of a composition
 CHAR_WINDOW = 8  # the same for scripts written without spaces, in characters
+CONTINUATION_WORDS = 6  # a "go on" request is this short ("now do the rest please")
 FILLERS = 2  # filler words allowed between the words of a phrase
 
 
@@ -339,6 +355,13 @@ def _is_latin_word(word: str) -> bool:
     return word.isascii() and word.isalpha()
 
 
+def _is_cyrillic_or_latin(word: str) -> bool:
+    """Latin letters with accents, or Cyrillic: scripts whose words the vocabulary and
+    the English dictionary can tell apart."""
+    return all("a" <= c <= "z" or "\u00c0" <= c <= "\u024f" or "\u0400" <= c <= "\u04ff"
+               for c in word)
+
+
 class PromptAnalyser:
     """Analyses prompts against every lexicon; build once per process and reuse."""
 
@@ -364,6 +387,7 @@ class PromptAnalyser:
         self._unspaced: list[tuple[str, re.Pattern[str], list[_Entry]]] = []
         self._vocab: set[str] = set()  # single words of any lexicon, exact
         self._fuzzy_targets: set[str] = set()
+        self._sensitive: set[str] = set()  # single sensitive words, for look-alike repairs
         self._titles: set[str] = set()
         self._compile()
         self._regex_entries_by_literal = [(_required_literal(e.regex.pattern), e)
@@ -381,6 +405,13 @@ class PromptAnalyser:
             for k in {w, *(w[:i] + w[i + 1 :] for i in range(len(w)))}:
                 self._fuzzy.setdefault(k, set()).add(w)
         self._form_cache: dict[str, tuple[str, ...]] = {}
+        # Words that stay recognisable glued to another ("nakedpor"): explicit single
+        # words of five letters or more, longest first.
+        self._glue_words = tuple(sorted(
+            {p for lex in self.lexicons if lex.language == "en"
+             for key in _GLUE_KEYS for p in lex.lists[key]
+             if p.isascii() and p.isalpha() and len(p) >= 4 and p not in _NOT_GLUED},
+            key=len, reverse=True))
 
     # -- compiling -----------------------------------------------------------------
 
@@ -426,6 +457,9 @@ class PromptAnalyser:
                                 # Typo repair aims at English terms only: the word list
                                 # that keeps real words from being "repaired" is English,
                                 # so a Spanish "seis" would otherwise become "sexis".
+                                if (len(slots) == 1 and key in _FUZZY_KEYS
+                                        and len(word) >= 4 and _is_latin_word(word)):
+                                    self._sensitive.add(word)
                                 if (
                                     lex.language == "en"
                                     and len(slots) == 1
@@ -513,11 +547,31 @@ class PromptAnalyser:
                     for target in self._fuzzy.get(key, ()):
                         if target[0] == f[0] and _within_one(f, target):
                             forms.append(target)
+            if len(forms) == len(token.forms) and f not in self._first_names:
+                forms.extend(self._lookalike_forms(f))
         result = tuple(dict.fromkeys(forms))
         if len(self._form_cache) > 100_000:
             self._form_cache.clear()
         self._form_cache[token.text] = result
         return result
+
+    def _lookalike_forms(self, f: str) -> list[str]:
+        """Repairs for letters swapped for look-alikes ('nvde', 'rnilf', 'vvhore') and
+        for a sexual word glued to another ('nakedpor', 'nrbreasts'). Only into sensitive
+        vocabulary, and never from a word of the dictionary or a first name (checked by
+        the caller)."""
+        out: list[str] = []
+        for a, b in _LOOKALIKE_LETTERS:
+            if a in f:
+                swapped = f.replace(a, b)
+                if swapped in self._sensitive:
+                    out.append(swapped)
+        if not out and len(f) >= 7:
+            for word in self._glue_words:
+                if len(f) - len(word) >= 2 and (f.startswith(word) or f.endswith(word)):
+                    out.append(word)
+                    break
+        return out
 
     # -- matching ------------------------------------------------------------------
 
@@ -547,7 +601,17 @@ class PromptAnalyser:
             a, b = words[i], words[i + 1]
             if not a.forms or not b.forms or b.start - a.end > 2:
                 continue
-            if any(c not in " -_" for c in text[a.end : b.start]):
+            between = text[a.end : b.start]
+            if len(between) == 1 and between in _INSERTED:
+                # One symbol inside a word: "na*ked", "nu.de"; or standing for a vowel:
+                # "n^de", "s*x".
+                for joined in (a.forms[0] + b.forms[0],
+                               *(a.forms[0] + v + b.forms[0] for v in "aeiouy")):
+                    if joined in self._sensitive:
+                        edges[i].append((i + 2, (joined,)))
+                        break
+                continue
+            if any(c not in " -_" for c in between):
                 continue
             joined = a.forms[0] + b.forms[0]
             # "bi kini" joins; "shirt less" (wrinkly) does not: two real words stay apart.
@@ -709,6 +773,21 @@ class PromptAnalyser:
                 for loc in locatives
             )
 
+        frames = by_key.get("image_frames", [])
+        possessives = [h for h in by_key.get("pronouns", []) if h.t1 >= 0]
+        from_image_garments: list[_Hit] = []
+
+        def from_image(garment: _Hit) -> bool:
+            """'the onesie FROM THE PICTURE', with no one's garment named ('her shirt')."""
+            if garment.t0 < 0:
+                return False
+            owned = any(garment.t0 - 2 <= p.t1 - 1 < garment.t0 for p in possessives)
+            return not owned and any(
+                garment.t1 <= f.t0 <= garment.t1 + 2
+                and all(gaps[j] == GAP_SPACE for j in range(garment.t1, f.t0 + 1))
+                for f in frames if f.t0 >= 0
+            )
+
         def compose(a_key: str, b_key: str, concept: Concept, rule: str,
                     window: int = WINDOW, a_keys: Sequence[str] = ()) -> None:
             heads = [h for k in (a_key, *a_keys) for h in by_key.get(k, [])]
@@ -729,6 +808,13 @@ class PromptAnalyser:
                 s, e = min(a.start, b.start), max(a.end, b.end)
                 t0 = min(a.t0, b.t0) if a.t0 >= 0 and b.t0 >= 0 else -1
                 t1 = max(a.t1, b.t1) if t0 >= 0 else -1
+                if concept is Concept.UNDRESS and from_image(b):
+                    # "remove the baby onesie from the picture": a thing taken out of the
+                    # image, not clothing taken off someone. Uncertain: a person decides.
+                    from_image_garments.append(b)
+                    sexual.append((_Hit(a.entry, s, e, t0, t1), Concept.SUGGESTIVE,
+                                   f"{a.lang}:{rule}+from_image"))
+                    continue
                 sexual.append((_Hit(a.entry, s, e, t0, t1), concept, f"{a.lang}:{rule}"))
 
         compose("removal_verbs", "inner_garments", Concept.UNDRESS, "remove+inner_garment")
@@ -767,6 +853,8 @@ class PromptAnalyser:
                 ):
                     # an idiom ("kid gloves"), or a garment name ("baby-doll nightie")
                     continue
+                if h.t1 >= 0 and any(g.t0 == h.t1 for g in from_image_garments):
+                    continue  # "the baby onesie from the picture": a kind of garment
                 minors.append((h, MinorFinding(cue, span(h.start, h.end, h.lang),
                                                f"{h.lang}:{key}:{h.entry.phrase}", h.age)))
         minor_findings = tuple(f for _, f in _outermost_pairs(minors))
@@ -822,7 +910,23 @@ class PromptAnalyser:
             minors=minor_findings,
             benign=benign_findings,
             languages=tuple(languages),
+            continuation=_is_continuation(words, by_key.get("continuations", [])),
+            unknown_language=self._unknown_language(words),
         )
+
+    def _unknown_language(self, words: Sequence[Token]) -> bool:
+        """Whether most words are in no lexicon and not English (two words at least)."""
+        real = [w for w in words if w.kind == "word" and w.forms]
+        if len(real) < 2:
+            return False
+        known = 0
+        for w in real:
+            f = w.forms[0]
+            if not _is_latin_word(f) and not _is_cyrillic_or_latin(f):
+                known += 1  # scripts of their own (CJK, Thai, Arabic...) have lexicons
+            elif f in self._vocab or self._is_english(f) or f.isdigit():
+                known += 1
+        return known / len(real) < 0.4
 
     # -- names ---------------------------------------------------------------------
 
@@ -910,6 +1014,27 @@ class PromptAnalyser:
             return True
         # "Dua Lipa", "Rishi Sunak": capitalised words no dictionary knows.
         return not self._common(first) and not self._common(run[-1])
+
+
+# Words that may stand beside "more" / "again" in a request that only says "go on".
+_CONTINUATION_FILLERS = frozenset([
+    "now", "please", "pls", "plz", "do", "it", "the", "and", "then", "ok", "okay", "some", "a",
+    "bit", "little", "with", "her", "him", "them", "that", "this", "same", "thing", "just",
+    "yes", "yeah", "lol", "again", "more", "por", "favor", "bitte", "per", "favore", "vous",
+    "plait", "s", "il", "ja", "si", "sí", "oui"
+])
+
+
+def _is_continuation(words: Sequence[Token], hits: Sequence[_Hit]) -> bool:
+    """A request that only makes sense as "go on": a continuation word ("more", "the
+    rest") and at most one other word that is not a filler, six words at most."""
+    real = [i for i, w in enumerate(words) if w.kind == "word"]
+    if not hits or not real or len(real) > CONTINUATION_WORDS:
+        return False
+    covered = {i for h in hits if h.t0 >= 0 for i in range(h.t0, h.t1)}
+    others = [i for i in real if i not in covered
+              and (words[i].forms[0] if words[i].forms else "") not in _CONTINUATION_FILLERS]
+    return len(others) <= 1
 
 
 def _parse_age(text: str) -> int | None:

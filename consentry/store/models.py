@@ -686,3 +686,54 @@ class CyberTipReportItem(Base):
 
     evidence_id: Mapped[str] = mapped_column(ForeignKey("evidence_items.id"), primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("cybertip_reports.id"), index=True)
+
+
+class ThreadTurn(Base):
+    """One generation check made within a conversation (``thread``: the platform's id for
+    a reply chain), kept until ``expires_at`` so the next request in the thread is judged
+    with it: its text, its photos' digests and faces, and its verdict."""
+
+    __tablename__ = "thread_turns"
+    __table_args__ = (Index("ix_thread_turns_thread", "thread_id", "created_at"),
+                      Index("ix_thread_turns_expires", "expires_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    thread_id: Mapped[str] = mapped_column(String(200))
+    check_id: Mapped[str] = mapped_column(ForeignKey("checks.id"))
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    # The request as sent: the context of the next turns, deleted when the turn expires.
+    prompt: Mapped[str] = mapped_column(Text)
+    image_sha256: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Faces found in the photos ([[x0, y0, x1, y1], age] each) and the highest nudity
+    # score: a later reply without the photo is judged against them.
+    faces: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    nsfw: Mapped[float] = mapped_column(default=0.0)
+    decision: Mapped[str] = mapped_column(String(10))
+    clause: Mapped[str] = mapped_column(String(10))
+    # A near-identical retry of this earlier refused check: flagged, not struck again.
+    evasion_of: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class PromptBankEntry(Base):
+    """A phrasing a reviewer confirmed as abuse, with its clause: requests that mean
+    nearly the same (by the semantic layer's encoder) are refused. Disabled entries never
+    match; entries are never deleted, so every refusal they made stays explainable."""
+
+    __tablename__ = "prompt_bank_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    text: Mapped[str] = mapped_column(Text)
+    clause: Mapped[str] = mapped_column(String(10))
+    # The encoder's vector of ``text`` (float32, little-endian) and the encoder it is from.
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    encoder: Mapped[str] = mapped_column(String(80))
+    author: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    source_check: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    enabled: Mapped[bool] = mapped_column(default=True)
+    changed_at: Mapped[datetime] = mapped_column()
+    changed_by: Mapped[str] = mapped_column(String(200))
+    change_reason: Mapped[str] = mapped_column(Text, default="")

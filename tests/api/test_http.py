@@ -110,3 +110,21 @@ def test_openapi_is_the_contract(client):
     op = spec["paths"]["/v1/check/generation"]["post"]
     assert set(op["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     assert "/v1/accounts/{account_id}" in spec["paths"]
+
+
+def test_a_thread_carries_context_over_json_and_multipart(client, key, photos):
+    first = client.post("/v1/check/generation", headers=auth(key), json={
+        "prompt": "put her in a bikini", "images": [b64(photos["astronaut"])],
+        "thread": "conv-9"})
+    assert first.json()["decision"] == "block"
+    more = client.post("/v1/check/generation", headers=auth(key),
+                       data={"prompt": "more", "thread": "conv-9"},
+                       files=[("images", ("a.jpg", photos["astronaut"], "image/jpeg"))])
+    assert more.status_code == 200, more.text
+    verdict = more.json()
+    assert (verdict["decision"], verdict["policy"]["clause"]) == ("block", "II-1")
+    cont = [r for r in verdict["reasons"] if r["code"] == "thread_continuation"]
+    assert cont and cont[0]["checks"] == [first.json()["id"]]
+    alone = client.post("/v1/check/generation", headers=auth(key), json={
+        "prompt": "more", "images": [b64(photos["astronaut"])]})
+    assert alone.json()["decision"] == "allow"

@@ -26,13 +26,16 @@ _MULTIPART_SCHEMA = {
     "properties": {
         "prompt": {"type": "string"},
         "account": {"type": "string"},
+        "thread": {"type": "string"},
         "images": {"type": "array", "items": {"type": "string", "format": "binary"},
                    "maxItems": MAX_IMAGES},
     },
 }
 
 
-async def _read_request(request: Request) -> tuple[str, list[bytes], str | None]:
+async def _read_request(
+    request: Request,
+) -> tuple[str, list[bytes], str | None, str | None]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await read_form(request, max_files=MAX_IMAGES + 1, max_fields=10)
@@ -41,6 +44,7 @@ async def _read_request(request: Request) -> tuple[str, list[bytes], str | None]
             raise InvalidRequest("missing_prompt", "the form has no 'prompt' field",
                                  field="prompt")
         account = form.get("account")
+        thread = form.get("thread")
         files = form.getlist("images")
         if any(not isinstance(f, UploadFile) for f in files):
             raise InvalidRequest("invalid_image", "'images' fields must be files",
@@ -49,14 +53,15 @@ async def _read_request(request: Request) -> tuple[str, list[bytes], str | None]
             raise InvalidRequest("too_many_images", f"{len(files)} images sent; at most "
                                  f"{MAX_IMAGES} are accepted per request", field="images")
         images = [await f.read() for f in files]  # type: ignore[union-attr]
-        return prompt, images, account if isinstance(account, str) and account else None
+        return (prompt, images, account if isinstance(account, str) and account else None,
+                thread if isinstance(thread, str) and thread else None)
     require_json(content_type)
     body = parse_json(GenerationCheck, await request.body())
     if len(body.images) > MAX_IMAGES:
         raise InvalidRequest("too_many_images", f"{len(body.images)} images sent; at most "
                              f"{MAX_IMAGES} are accepted per request", field="images")
     images = [decode_base64(v, f"images[{i}]", f"image {i}") for i, v in enumerate(body.images)]
-    return body.prompt, images, body.account
+    return body.prompt, images, body.account, body.thread
 
 
 @router.post(
@@ -78,6 +83,6 @@ async def check_generation(
     """Any answer other than 200 means the request was not checked: do not run it. An
     ``Idempotency-Key`` (with an account) makes retries safe; reusing it for a different
     request is a 409."""
-    prompt, images, account = await _read_request(request)
+    prompt, images, account, thread = await _read_request(request)
     return await run_in_threadpool(gate.check_generation, prompt, images, account,
-                                   idempotency_key=idempotency_key)
+                                   idempotency_key=idempotency_key, thread=thread)

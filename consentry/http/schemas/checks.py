@@ -16,6 +16,9 @@ class GenerationCheck(BaseModel):
     images: list[str] = Field(default_factory=list,
                               description=f"input photos as base64, at most {MAX_IMAGES}")
     account: str | None = Field(default=None, description="the platform's account id")
+    thread: str | None = Field(
+        default=None, description="the platform's id for the conversation or reply chain: "
+                                  "the request is judged with the thread's recent turns")
 
 
 class UploadCheck(BaseModel):
