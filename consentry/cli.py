@@ -60,6 +60,7 @@ from consentry.evidence import Vault
 from consentry.gate import Gate, Verdict
 from consentry.people import People, Person
 from consentry.people.directory import Directory
+from consentry.reporting.law_enforcement import LawEnforcementDesk
 from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import ImageRejected
 from consentry.signals.sandbox import Sandbox, SandboxBusy, shared_sandbox
@@ -1085,6 +1086,56 @@ def evidence_rotate() -> None:
 def evidence_purge() -> None:
     """Purge items past retention that no hold covers (the worker does it too)."""
     _line({"purged": _vault().purge_expired()})
+
+
+# -- law-enforcement requests -------------------------------------------------------------
+
+le_app = typer.Typer(help="Law-enforcement preservation and disclosure requests.",
+                     no_args_is_help=True)
+app.add_typer(le_app, name="law-enforcement")
+
+
+def _le_desk() -> LawEnforcementDesk:
+    settings = Settings.from_env()
+    gate = Gate(_database(settings), settings=settings)
+    return LawEnforcementDesk(gate.db, gate.vault, signer_for(gate.db, settings))
+
+
+@le_app.command("record")
+def le_record(
+    kind: Annotated[str, typer.Option(help="preservation or disclosure")],
+    agency: Annotated[str, typer.Option(help="who asks")],
+    reference: Annotated[str, typer.Option(help="their reference")],
+    legal_basis: Annotated[str, typer.Option(help="the order or statute it rests on")],
+    account: Annotated[str, typer.Option(help="the account whose evidence it covers")],
+) -> None:
+    """Record a request; the legal hold it asks for is placed at once."""
+    found = _evidence_call(_le_desk().record, kind=kind, agency=agency, reference=reference,
+                           legal_basis=legal_basis, account_id=account, actor=_by())
+    _line({"request": found.id, "hold": found.hold_id, "status": found.status})
+
+
+@le_app.command("list")
+def le_list() -> None:
+    """Every request, one JSON line each."""
+    for found in _le_desk().requests():
+        _line({"request": found.id, "kind": found.kind, "agency": found.agency,
+               "reference": found.reference, "account": found.account_id,
+               "status": found.status, "hold": found.hold_id,
+               "package_sha256": found.package_sha256})
+
+
+@le_app.command("disclose")
+def le_disclose(
+    request: Annotated[int, typer.Argument(help="the request's number")],
+    out: Annotated[Path, typer.Option(help="where to write the encrypted package")],
+) -> None:
+    """Write a disclosure request's encrypted package; the passphrase is the first line
+    of standard input (give it to the agency by another channel)."""
+    passphrase = sys.stdin.readline().rstrip("\r\n")
+    digest = _evidence_call(_le_desk().disclose, request, out, passphrase=passphrase,
+                            actor=_by())
+    _line({"request": request, "written": str(out), "sha256": digest})
 
 
 # -- the audit chain ----------------------------------------------------------------------

@@ -123,3 +123,34 @@ def test_evidence_from_the_command_line_is_sealed_held_opened_with_a_reason_and_
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again.jpg").read_bytes() == photo.read_bytes()
     assert consentry(env, "audit", "verify").returncode == 0
+
+
+def test_law_enforcement_requests_from_the_command_line(env, tmp_path):
+    from PIL import Image
+
+    from consentry.reporting.law_enforcement import open_package
+
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 64), (90, 120, 200)).save(photo)
+    done = consentry(env, "check", "generation", "--prompt", "sexy 12 year old girl",
+                     "--account", "p7", "--image", str(photo), "--json")
+    assert done.returncode == 0, done.stderr
+    recorded = consentry(env, "law-enforcement", "record", "--kind", "disclosure",
+                         "--agency", "NCA", "--reference", "NCA-9", "--legal-basis",
+                         "production order 2026/33", "--account", "p7")
+    assert recorded.returncode == 0, recorded.stderr
+    request = json.loads(recorded.stdout)
+    assert request["status"] == "open" and request["hold"]
+    out = tmp_path / "package.bin"
+    weak = consentry(env, "law-enforcement", "disclose", str(request["request"]), "--out",
+                     str(out), stdin="short\n")
+    assert weak.returncode == 2 and "at least 16 characters" in weak.stderr
+    assert not out.exists()
+    made = consentry(env, "law-enforcement", "disclose", str(request["request"]), "--out",
+                     str(out), stdin="a long shared passphrase\n")
+    assert made.returncode == 0, made.stderr
+    assert open_package(out.read_bytes(), "a long shared passphrase").startswith(b"PK")
+    [listed] = [json.loads(x) for x in
+                consentry(env, "law-enforcement", "list").stdout.splitlines()]
+    assert listed["status"] == "disclosed"
+    assert listed["package_sha256"] == json.loads(made.stdout)["sha256"]

@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         record_configuration(g.db, settings, g.policy.version)
         vault = g.vault  # a missing or wrong evidence key fails here, at start
         vault.seal_plaintext_media()  # images kept before the vault: sealed now
+        vault.seal_plaintext_requests()  # and takedown requests
         # Housekeeping: expired sessions pruned, evidence past retention purged, the audit
         # chain's head signed when due.
         signer = signer_for(g.db, settings)

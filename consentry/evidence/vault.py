@@ -30,7 +30,13 @@ from consentry import audit
 from consentry.errors import ConfigurationError, Conflict, InvalidRequest, NotFound
 from consentry.evidence.keys import Keyring
 from consentry.store import Database
-from consentry.store.models import CheckMedia, EvidenceHold, EvidenceItem, EvidenceKey
+from consentry.store.models import (
+    CheckMedia,
+    EvidenceHold,
+    EvidenceItem,
+    EvidenceKey,
+    TakedownCase,
+)
 
 NONCE: Final = 12
 CANARY: Final = b"consentry evidence key canary"
@@ -224,6 +230,27 @@ class Vault:
                 count += len(rows)
             if not rows:
                 return count
+
+    def seal_plaintext_requests(self) -> int:
+        """Seal the takedown requests that cases recorded before the vault still hold in
+        the clear (run at start, where the keys are); how many were sealed."""
+        count, after = 0, 0
+        while True:
+            with self.db.transaction() as s:
+                rows = list(s.scalars(select(TakedownCase).where(TakedownCase.id > after)
+                                      .order_by(TakedownCase.id).limit(200)
+                                      .with_for_update()))
+                if not rows:
+                    return count
+                after = rows[-1].id
+                for row in rows:
+                    if not row.submission or "sealed" in row.submission:
+                        continue
+                    sealed = self.seal(s, subject_kind="takedown_request", subject=row.number,
+                                       content=None, metadata=dict(row.submission),
+                                       actor="system")
+                    row.submission = {"sealed": sealed}
+                    count += 1
 
     def items(self, *, subject_kind: str | None = None, subject: str | None = None,
               account_id: str | None = None, limit: int = 100) -> list[ItemInfo]:

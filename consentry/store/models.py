@@ -737,3 +737,25 @@ class PromptBankEntry(Base):
     changed_at: Mapped[datetime] = mapped_column()
     changed_by: Mapped[str] = mapped_column(String(200))
     change_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class LawEnforcementRequest(Base):
+    """A preservation or disclosure request from an authority: who asked, on what legal
+    basis, for what, by when; the hold it placed and the package disclosed."""
+
+    __tablename__ = "law_enforcement_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))  # preservation | disclosure
+    agency: Mapped[str] = mapped_column(String(200))
+    reference: Mapped[str] = mapped_column(String(200))
+    legal_basis: Mapped[str] = mapped_column(Text)
+    account_id: Mapped[str] = mapped_column(String(200))  # the scope: one account's evidence
+    deadline: Mapped[datetime | None] = mapped_column(nullable=True)
+    received_at: Mapped[datetime] = mapped_column()
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("evidence_holds.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))  # open | disclosed | closed
+    package_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    disclosed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    disclosed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)

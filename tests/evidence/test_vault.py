@@ -206,3 +206,25 @@ def test_takedown_requests_are_sealed_and_the_case_still_works(gate, photos, tmp
     finally:
         callback.close()
         takedowns.close()
+
+
+def test_takedown_requests_kept_before_the_vault_are_sealed_at_start(gate):
+    from datetime import timedelta
+
+    from consentry.store.models import TakedownCase
+
+    with gate.db.transaction() as s:  # a case as recorded before the vault
+        s.add(TakedownCase(number="TD-0000000042", pin_hash="-", regime="take_it_down",
+                           channel="web", received_at=gate._clock(),
+                           deadline_at=gate._clock() + timedelta(hours=48),
+                           submission={"email": "old.victim@example.org",
+                                       "requester_name": "Old Victim"}))
+    assert gate.vault.seal_plaintext_requests() == 1
+    assert gate.vault.seal_plaintext_requests() == 0
+    with gate.db.transaction() as s:
+        row = s.scalars(select(TakedownCase)).one()
+        assert set(row.submission) == {"sealed"}
+    assert b"old.victim" not in _raw_columns(gate.db)
+    [item] = gate.vault.items(subject_kind="takedown_request")
+    assert gate.vault.open(item.id, actor="test", why="reading the old request").metadata[
+        "email"] == "old.victim@example.org"
