@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
+from consentry.banks.prompt_bank import CLAUSES as PROMPT_BANK_CLAUSES
 from consentry.cases.decisions import MAX_BULK, Outcome
 from consentry.cases.review import PAGE, ItemDetail, ItemGone, Reviewer, ReviewQueues
 from consentry.config import Settings
@@ -195,7 +196,9 @@ async def item_page(request: Request, item_id: int, user: CurrentUser, queues: Q
 
 _ITEM_NOTICES: Final = {"claimed": "This item is yours for the next 10 minutes.",
                         "released": "You have released this item: anyone may take it now.",
-                        "decided": "Your decision is recorded."}
+                        "decided": "Your decision is recorded.",
+                        "banked": "The phrasing is in the prompt bank: near paraphrases are "
+                                  "refused from the next request on."}
 
 
 async def _item_page(request: Request, item_id: int, user: LiveSession,
@@ -227,7 +230,9 @@ async def _item_page(request: Request, item_id: int, user: LiveSession,
         reveals=reveals, reveal_limit=queues.reveals_per_shift,
         may_reveal=who.decides and reveals < queues.reveals_per_shift,
         reveal_seconds=settings.reveal_seconds, notice=notice, errors=errors or [],
-        form=form or {}, duration=view.duration)
+        form=form or {}, duration=view.duration,
+        bank_clauses=[c for c in PROMPT_BANK_CLAUSES
+                      if who.sees_restricted or c not in CHILD_SAFETY_CLAUSES])
 
 
 @router.post("/items/{item_id:int}/claim")
@@ -267,6 +272,30 @@ async def decide_one(request: Request, item_id: int, user: Decider, queues: Queu
                                          _sentence(outcome.problem or "not decided")}],
                                 form=values, status_code=409)
     return _see_other(f"/console/items/{item_id}?notice=decided")
+
+
+@router.post("/items/{item_id:int}/prompt-bank", response_class=HTMLResponse)
+async def bank_phrasing(request: Request, item_id: int, user: Decider, queues: QueuesDep,
+                        gate: GateDep, settings: SettingsDep) -> Response:
+    """Add the item's request text to the prompt bank: near paraphrases, in any language
+    the encoder reads, are refused from the next request on."""
+    await check_csrf(request, user)
+    form = await read_form(request, max_files=0, max_fields=10)
+    who = reviewer(user)
+    detail = await run_in_threadpool(queues.detail, who, item_id)  # visible to them?
+    prompt = (detail.check or {}).get("prompt")
+    clause, reason = str(form.get("bank_clause", "")), str(form.get("bank_reason", ""))
+    if not prompt:
+        raise ItemGone(f"item {item_id} has no request text to bank")
+    try:
+        await run_in_threadpool(gate.prompt_bank.add, prompt, clause,
+                                author=f"user:{who.id}:{who.name}", reason=reason,
+                                source_check=(detail.check or {}).get("id"))
+    except InvalidRequest as exc:
+        return await _item_page(request, item_id, user, queues, gate, settings,
+                                errors=[{"anchor": "bank_reason",
+                                         "message": _sentence(str(exc))}], status_code=422)
+    return _see_other(f"/console/items/{item_id}?notice=banked")
 
 
 # -- media --------------------------------------------------------------------------------

@@ -260,3 +260,28 @@ def test_unknown_queues_and_damaged_page_links_get_clear_answers(world, sign_in)
     assert mia.get("/console/queues/nope").status_code == 404
     damaged = mia.get("/console/queues/gate_review?after=garbage")
     assert damaged.status_code == 422 and "damaged" in damaged.text
+
+
+def test_a_reviewer_adds_a_requests_phrasing_to_the_prompt_bank(world, sign_in, photos):
+    held = world.gate.check_generation("make her look hot", [photos["astronaut"]], "u1")
+    mia = sign_in("mia")
+    item_id = _take(mia, "gate_review")
+    page = mia.get(f"/console/items/{item_id}")
+    assert "Add this phrasing to the prompt bank" in page.text
+    assert '<option value="CS-1">' not in page.text  # child-safety clauses: theirs only
+    token = csrf(page.text)
+    empty = mia.post(f"/console/items/{item_id}/prompt-bank",
+                     data={"csrf_token": token, "bank_clause": "II-1", "bank_reason": ""})
+    assert empty.status_code == 422 and "say why this phrasing is abuse" in empty.text.lower()
+    added = mia.post(f"/console/items/{item_id}/prompt-bank",
+                     data={"csrf_token": token, "bank_clause": "II-1",
+                           "bank_reason": "sexualises a real woman's photo"})
+    assert added.status_code == 303 and added.headers["location"].endswith("notice=banked")
+    [entry] = world.gate.prompt_bank.entries()
+    assert (entry.text, entry.clause, entry.source_check) == ("make her look hot", "II-1",
+                                                               held.id)
+    assert entry.author.endswith(":mia")
+    cora = sign_in("cora")  # compliance decides nothing, banks nothing
+    assert cora.post(f"/console/items/{item_id}/prompt-bank",
+                     data={"csrf_token": token, "bank_clause": "II-1",
+                           "bank_reason": "x y z"}).status_code == 403
