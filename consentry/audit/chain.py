@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import event, insert, inspect, update
+from sqlalchemy import event, insert, inspect, text, update
 from sqlalchemy.orm import Session
 
 from consentry.store.models import (
@@ -44,6 +44,12 @@ from consentry.store.models import (
 )
 
 GENESIS: Final = "0" * 64
+# PostgreSQL: the links inserted and the head moved in one statement (a data-modifying
+# CTE), written once rather than compiled per transaction.
+_INSERT_AND_MOVE: Final = text(
+    "WITH moved AS (UPDATE audit_head SET hash = :head WHERE id = 1) "
+    "INSERT INTO audit_records (seq, at, kind, subject, payload, prev_hash, hash) "
+    "VALUES (:seq, :at, :kind, :subject, :payload, :prev_hash, :hash)")
 _PENDING: Final = "consentry.audit.pending"
 
 
@@ -88,13 +94,20 @@ TABLES: Final = {model.__tablename__: (model, shape)  # type: ignore[attr-define
 
 def canonical(value: Any) -> str:
     """One JSON spelling for a value: sorted keys, no spaces, times in UTC ISO form."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_scalar)
+
+
+def _scalar(value: Any) -> Any:
+    """What JSON has no spelling for: times in UTC ISO form, anything else as text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    return str(value)
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+        return _scalar(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -197,12 +210,11 @@ def _append(session: Session) -> None:
                      "subject": item.subject, "payload": payload, "prev_hash": prev,
                      "hash": digest})
         prev = digest
-    move_head = update(AuditHead).where(AuditHead.id == 1).values(hash=prev)
-    if connection.dialect.name == "postgresql":  # one round trip for both
-        connection.execute(insert(AuditRecord).values(rows).add_cte(move_head.cte("moved")))
+    if connection.dialect.name == "postgresql":  # one round trip for both, no compiling
+        connection.execute(_INSERT_AND_MOVE, [{**r, "head": prev} for r in rows])
     else:
         connection.execute(insert(AuditRecord), rows)
-        connection.execute(move_head)
+        connection.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
 
 
 def _forget(session: Session, *_: Any) -> None:
