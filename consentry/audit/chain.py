@@ -14,8 +14,10 @@ chain proves the row as it was written without copying personal data into it, an
 ``verify --sources`` can tell when a source row was edited afterwards.
 
 Links are added when the transaction commits, under the lock of the one-row
-``audit_head`` (its update reserves the numbers), taken last so that no transaction
-waits for it while holding other locks.
+``audit_head``, taken last so that no transaction waits for it while holding other locks.
+On PostgreSQL one statement a link locks the head, numbers and hashes the link on the
+server and moves the head; on SQLite (writers serialised) the numbers are reserved and
+the links written from here.
 """
 
 from __future__ import annotations
@@ -44,12 +46,18 @@ from consentry.store.models import (
 )
 
 GENESIS: Final = "0" * 64
-# PostgreSQL: the links inserted and the head moved in one statement (a data-modifying
-# CTE), written once rather than compiled per transaction.
-_INSERT_AND_MOVE: Final = text(
-    "WITH moved AS (UPDATE audit_head SET hash = :head WHERE id = 1) "
-    "INSERT INTO audit_records (seq, at, kind, subject, payload, prev_hash, hash) "
-    "VALUES (:seq, :at, :kind, :subject, :payload, :prev_hash, :hash)")
+# PostgreSQL: a link appended in one statement. The head row is locked (FOR UPDATE gives
+# its latest version once a concurrent writer commits), the link numbered and hashed by
+# the server, and the head moved to it.
+_APPEND: Final = text(
+    "WITH cur AS (SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE), "
+    "link AS (SELECT cur.seq + 1 AS seq, cur.hash AS prev, "
+    "  :prefix || (cur.seq + 1)::text || :suffix AS payload FROM cur), "
+    "ins AS (INSERT INTO audit_records (seq, at, kind, subject, payload, prev_hash, hash) "
+    "  SELECT seq, :at, :kind, :subject, payload, prev, "
+    "         encode(sha256(convert_to(prev || payload, 'UTF8')), 'hex') FROM link "
+    "  RETURNING seq, hash) "
+    "UPDATE audit_head SET seq = ins.seq, hash = ins.hash FROM ins WHERE audit_head.id = 1")
 _PENDING: Final = "consentry.audit.pending"
 
 
@@ -192,13 +200,22 @@ def _append(session: Session) -> None:
         return
     entries: list[Entry] = session.info.pop(_PENDING)
     connection = session.connection()
-    # Reserve the numbers and lock the head in one statement; the previous hash comes
-    # back with it (the hash column is not changed by this update).
+    now = datetime.now(UTC)
+    if connection.dialect.name == "postgresql":
+        # One round trip a link: the server locks the head, numbers the link, hashes it
+        # (sha256 of the previous hash and the payload, as ``link_hash``) and moves the
+        # head. The payload's only server-made part is its number (``payload_around``).
+        for item in entries:
+            prefix, suffix = payload_around(now, item)
+            connection.execute(_APPEND, {"at": now, "kind": item.kind[:60],
+                                         "subject": item.subject, "prefix": prefix,
+                                         "suffix": suffix})
+        return
+    # SQLite: writers are serialised; reserve the numbers, then write the links.
     head = connection.execute(update(AuditHead).where(AuditHead.id == 1)
                               .values(seq=AuditHead.seq + len(entries))
                               .returning(AuditHead.seq, AuditHead.hash)).one()
     seq, prev = int(head.seq) - len(entries), str(head.hash)
-    now = datetime.now(UTC)
     rows = []
     for item in entries:
         seq += 1
@@ -210,11 +227,16 @@ def _append(session: Session) -> None:
                      "subject": item.subject, "payload": payload, "prev_hash": prev,
                      "hash": digest})
         prev = digest
-    if connection.dialect.name == "postgresql":  # one round trip for both, no compiling
-        connection.execute(_INSERT_AND_MOVE, [{**r, "head": prev} for r in rows])
-    else:
-        connection.execute(insert(AuditRecord), rows)
-        connection.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
+    connection.execute(insert(AuditRecord), rows)
+    connection.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
+
+
+def payload_around(at: datetime, item: Entry) -> tuple[str, str]:
+    """The canonical payload of a link split around its number: ``prefix + str(seq) +
+    suffix == canonical({seq, at, kind, subject, actor, body})`` (keys sort as actor, at,
+    body, kind, seq, subject)."""
+    head = canonical({"actor": item.actor, "at": at, "body": item.body, "kind": item.kind})
+    return head[:-1] + ',"seq":', ',"subject":' + canonical(item.subject) + "}"
 
 
 def _forget(session: Session, *_: Any) -> None:
