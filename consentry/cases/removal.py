@@ -111,8 +111,11 @@ class RemovalQueue:
                 self.settle(number)
             return len(results)
 
-    def _finish_review_job(self, s: Session, job: RemovalJob, result: AttemptResult,
-                           now: datetime) -> None:
+    @staticmethod
+    def _record_attempt(s: Session, job: RemovalJob, result: AttemptResult,
+                        now: datetime) -> str:
+        """Record one callback attempt on its job: "done", "retry" (scheduled) or
+        "failed" (no retries left)."""
         job.attempts += 1
         job.claimed_until = None
         s.add(RemovalAttempt(job_id=job.id, at=now, outcome=result.outcome,
@@ -120,14 +123,22 @@ class RemovalQueue:
                              duration_ms=result.duration_ms))
         if result.succeeded:
             job.state, job.finished_at, job.last_error = "done", now, None
-            kind = "content_restored" if job.action == "restore" else "content_removed"
-        else:
-            job.last_error = f"{result.outcome} {result.status_code or ''} {result.detail}"
-            delay = retry_delay(job.attempts)
-            if delay is not None:
-                job.next_attempt_at = now + delay
-                return
-            job.state, job.finished_at, kind = "failed", now, "callback_failed"
+            return "done"
+        job.last_error = f"{result.outcome} {result.status_code or ''} {result.detail}"
+        delay = retry_delay(job.attempts)
+        if delay is None:
+            job.state, job.finished_at = "failed", now
+            return "failed"
+        job.next_attempt_at = now + delay
+        return "retry"
+
+    def _finish_review_job(self, s: Session, job: RemovalJob, result: AttemptResult,
+                           now: datetime) -> None:
+        outcome = self._record_attempt(s, job, result, now)
+        if outcome == "retry":
+            return
+        kind = ("callback_failed" if outcome == "failed" else
+                "content_restored" if job.action == "restore" else "content_removed")
         s.add(ReviewEvent(item_id=job.review_item_id, kind=kind, actor="system", at=now,
                           details={"content_id": job.content_id, "attempts": job.attempts,
                                    "outcome": result.outcome}))
@@ -164,28 +175,17 @@ class RemovalQueue:
                 self._finish_review_job(s, job, result, now)
                 return None
             row = s.get_one(TakedownCase, job.case_id)
-            job.attempts += 1
-            job.claimed_until = None
-            s.add(RemovalAttempt(job_id=job.id, at=now, outcome=result.outcome,
-                                 status_code=result.status_code, detail=result.detail,
-                                 duration_ms=result.duration_ms))
-            if result.succeeded:
-                job.state, job.finished_at, job.last_error = "done", now, None
+            outcome = self._record_attempt(s, job, result, now)
+            if outcome == "done":
                 restored = job.action == "restore"
                 self.log.event(s, row, EventKind.ITEM_RESTORED if restored
                                else EventKind.ITEM_REMOVED, "system",
                                content_id=job.content_id, attempts=job.attempts,
                                outcome=result.outcome)
-            else:
-                job.last_error = f"{result.outcome} {result.status_code or ''} {result.detail}"
-                delay = retry_delay(job.attempts)
-                if delay is None:
-                    job.state, job.finished_at = "failed", now
-                    self.log.event(s, row, EventKind.REMOVAL_FAILED, "system",
-                                   content_id=job.content_id, action=job.action,
-                                   attempts=job.attempts, error=job.last_error[:300])
-                else:
-                    job.next_attempt_at = now + delay
+            elif outcome == "failed":
+                self.log.event(s, row, EventKind.REMOVAL_FAILED, "system",
+                               content_id=job.content_id, action=job.action,
+                               attempts=job.attempts, error=(job.last_error or "")[:300])
             number = row.number
         if result.succeeded:
             self.content.mark_removed([job.content_id], removed=job.action == "remove")

@@ -311,13 +311,12 @@ class ReviewQueues:
                         "a break from media: only work without images is offered now",
                         code="reveal_limit")
                 self.event(s, row.id, "revealed", reviewer, position=position)
-            legacy = media.content
-        data = legacy
-        if data is None and self._vault is not None and check_id is not None:
+            data, sealed = media.content, media.evidence_id
+        if data is None and self._vault is not None and sealed is not None:
             # Opened from the vault: the opening is recorded in the audit chain.
-            data = self._vault.media(check_id, position, actor=f"user:{reviewer.id}:"
-                                     f"{reviewer.name}", why=f"reviewing item {item_id} ("
-                                     f"{'revealed' if reveal else 'blurred'})")
+            data = self._vault.open(sealed, actor=f"user:{reviewer.id}:{reviewer.name}",
+                                    why=f"reviewing item {item_id} ("
+                                        f"{'revealed' if reveal else 'blurred'})").content
         if data is None:
             raise ItemGone(f"item {item_id} has no image {position}")
         return data, reasons

@@ -145,7 +145,7 @@ def test_known_abuse_is_sealed_in_the_vault_and_never_kept_for_viewing(gate, pho
         photos["coffee"]
 
 
-def test_keys_are_parsed_strictly(tmp_path):
+def test_keys_are_parsed_strictly():
     for bad in ("k1", "k1:notbase64", f"K1!:{K1}", f"k1:{K1},k1:{K2}", " , "):
         with pytest.raises(ConfigurationError):
             parse_keys(bad)
