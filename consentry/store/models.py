@@ -372,7 +372,8 @@ class Notification(Base):
     review_item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"),
                                                        nullable=True)
     kind: Mapped[str] = mapped_column(String(40))
-    recipient: Mapped[str] = mapped_column(String(320))
+    # Sealed (``evidence.fields``) where it is an address; ``account:<id>`` is left as is.
+    recipient: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
     channel: Mapped[str] = mapped_column(String(20))
@@ -553,7 +554,7 @@ class Appeal(Base):
     subject: Mapped[str] = mapped_column(String(120))  # check id | "<case>:<account>"
     account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reason: Mapped[str] = mapped_column(Text)
-    contact: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    contact: Mapped[str | None] = mapped_column(Text, nullable=True)  # sealed
     filed_at: Mapped[datetime] = mapped_column()
     review_item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"),
                                                        nullable=True)
@@ -759,3 +760,40 @@ class LawEnforcementRequest(Base):
     package_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     disclosed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     disclosed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class MaintenanceRun(Base):
+    """A one-off job that has run to the end (sealing what older versions kept in the
+    clear), so it is not run again at every start."""
+
+    __tablename__ = "maintenance_runs"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    done_at: Mapped[datetime] = mapped_column()
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class DsaStatement(Base):
+    """A DSA statement of reasons (Art. 17) for one restriction, with the fields of the EU
+    Transparency Database exactly as submitted (no personal data), and where its
+    submission stands. ``puid`` is the platform's unique id for the statement: the
+    database refuses a second statement with the same one."""
+
+    __tablename__ = "dsa_statements"
+    __table_args__ = (UniqueConstraint("subject_kind", "subject",
+                                       name="uq_dsa_statements_subject"),
+                      Index("ix_dsa_statements_status", "status", "created_at"))
+
+    puid: Mapped[str] = mapped_column(String(500), primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(20))  # check | takedown | strike | ...
+    subject: Mapped[str] = mapped_column(String(120))
+    # Whose restriction it is: to show it to them; never part of the statement itself.
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    statement: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))  # queued | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    database_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
