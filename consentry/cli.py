@@ -1079,7 +1079,7 @@ def evidence_lift(
 @evidence_app.command("rotate")
 def evidence_rotate() -> None:
     """Re-wrap every item's data key under the first key of CONSENTRY_EVIDENCE_KEYS."""
-    _line({"rewrapped": _vault().rotate(actor=_by())})
+    _line(_vault().rotate(actor=_by()))
 
 
 @evidence_app.command("purge")

@@ -74,13 +74,13 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         app.state.decisions = Decisions(app.state.queues, svc, g.banks, g.policy,
                                         sender=svc.log.sender, appeal_tokens=g.appeal_tokens,
                                         public_url=settings.public_base, sandbox=g.sandbox)
-        app.state.appeals = AppealDesk(g.db, g.appeal_tokens, g.policy, clock=svc.now)
+        app.state.appeals = AppealDesk(g.db, g.appeal_tokens, g.policy, clock=svc.now,
+                                       fields=g.vault.fields)
         app.state.people = people or People.open(g.db, settings)
         stop = threading.Event()
         record_configuration(g.db, settings, g.policy.version)
         vault = g.vault  # a missing or wrong evidence key fails here, at start
-        vault.seal_plaintext_media()  # images kept before the vault: sealed now
-        vault.seal_plaintext_requests()  # and takedown requests
+        vault.seal_plaintext()  # what versions before the vault kept in the clear
         # Housekeeping: expired sessions pruned, evidence past retention purged, the audit
         # chain's head signed when due.
         signer = signer_for(g.db, settings)

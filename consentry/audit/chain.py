@@ -151,6 +151,14 @@ def record(session: Session, kind: str, subject: str, actor: str,
     _pending(session).append(Entry(kind, str(subject)[:200], actor, body))
 
 
+def record_change(session: Session, instance: Any) -> None:
+    """Add a link for a change to an audited row that its table's shape does not record
+    by itself (a verdict's prompt sealed after the fact): the row's new digest becomes
+    its latest, so ``verify`` holds the row to it."""
+    install()
+    _pending(session).append(entry_for(instance, SHAPES[type(instance)], "update"))
+
+
 def _pending(session: Session) -> list[Entry]:
     pending: list[Entry] = session.info.setdefault(_PENDING, [])
     return pending

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from consentry.cases.case import EventKind
 from consentry.enforcement.appeal_tokens import AppealRef, AppealSubject, AppealTokens
 from consentry.errors import Conflict, InvalidRequest, NotFound
+from consentry.evidence.fields import Column, SealedFields
 from consentry.policy.document import Policy
 from consentry.policy.routing import route_appeal
 from consentry.store import Database
@@ -60,8 +61,10 @@ class FiledAppeal:
 
 class AppealDesk:
     def __init__(self, db: Database, tokens: AppealTokens, policy: Policy, *,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 fields: SealedFields | None = None) -> None:
         self.db = db
+        self.fields = fields  # the appellant's words and contact are kept sealed
         self.tokens = tokens
         self.window = timedelta(days=policy.enforcement.appeal_window_days)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -86,19 +89,24 @@ class AppealDesk:
                                          f"{self.window.days} days of the decision")
             return open_appeal(s, ref, account=account, clause=clause, known_match=known,
                                has_media=media, reason=reason, contact=contact,
-                               excluded_user_id=excluded, now=now)
+                               excluded_user_id=excluded, now=now, fields=self.fields)
 
 
 def open_appeal(s: Session, ref: AppealRef, *, account: str | None, clause: str | None,
                 known_match: bool, has_media: bool, reason: str, contact: str | None,
-                excluded_user_id: int | None, now: datetime) -> FiledAppeal:
-    """Record an appeal and open its review item, in the caller's transaction."""
+                excluded_user_id: int | None, now: datetime,
+                fields: SealedFields | None) -> FiledAppeal:
+    """Record an appeal and open its review item, in the caller's transaction. With
+    ``fields``, the reason and contact are sealed (personal data)."""
     exists = s.scalars(select(Appeal.id).where(Appeal.subject_kind == ref.kind.value,
                                                Appeal.subject == ref.subject)).first()
     if exists is not None:
         raise AlreadyAppealed("this decision has already been appealed; you will hear the "
                               "outcome from us")
     routing = route_appeal(clause, known_match=known_match, has_media=has_media)
+    if fields is not None:
+        reason = fields.seal(reason, Column.APPEAL_REASON)
+        contact = fields.seal_optional(contact, Column.APPEAL_CONTACT)
     appeal = Appeal(subject_kind=ref.kind.value, subject=ref.subject, account_id=account,
                     reason=reason, contact=contact, filed_at=now)
     s.add(appeal)

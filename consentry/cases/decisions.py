@@ -29,7 +29,7 @@ from consentry.banks.registry import BankError, DuplicateEntry
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.cases import notices
 from consentry.cases.case import EventKind
-from consentry.cases.log import CaseStateError
+from consentry.cases.log import CaseStateError, record_notice
 from consentry.cases.review import ItemGone, Reviewer, ReviewQueues
 from consentry.cases.senders import Sender
 from consentry.cases.takedowns import TakedownService
@@ -42,6 +42,7 @@ from consentry.enforcement.ledger import (
 )
 from consentry.enforcement.standing import consequence_of
 from consentry.errors import ConsentryError, InvalidRequest
+from consentry.evidence.fields import Column
 from consentry.policy.document import Policy
 from consentry.policy.evaluate import Ruling
 from consentry.policy.routing import CHILD_SAFETY_CLAUSES, Queue
@@ -51,7 +52,6 @@ from consentry.store.models import (
     Appeal,
     BankEntry,
     CheckRecord,
-    Notification,
     ReviewItem,
     Suspension,
 )
@@ -311,7 +311,7 @@ class Decisions:
                 plan.before.append(lambda: self._remove_if_open(number, reviewer))
             else:
                 plan.before.append(lambda: self._undo_case(number, rationale, reviewer))
-        self._tell_appellant(appeal, item_id, plan, granted=True, rationale=rationale)
+        self._tell_appellant(s, appeal, item_id, plan, granted=True, rationale=rationale)
 
     def _deny_appeal(self, s: Session, row: ReviewItem, clause: str, rationale: str,
                      reviewer: Reviewer, plan: _Plan) -> None:
@@ -324,7 +324,7 @@ class Decisions:
 
                 plan.before.append(reject_again)
                 return  # the rejection notice tells the requester
-        self._tell_appellant(appeal, row.id, plan, granted=False, rationale=rationale)
+        self._tell_appellant(s, appeal, row.id, plan, granted=False, rationale=rationale)
 
     # -- shared steps -----------------------------------------------------------------
 
@@ -424,10 +424,14 @@ class Decisions:
             clause=f"{clause}: {self.policy.clause(clause).title}", rationale=rationale,
             appeal_url=f"{self.public_url}/appeals?token={token}" if refused else None))
 
-    def _tell_appellant(self, appeal: Appeal, item_id: int, plan: _Plan, *, granted: bool,
-                        rationale: str) -> None:
-        recipient = appeal.contact or (notices.account_recipient(appeal.account_id)
-                                       if appeal.account_id else None)
+    def _tell_appellant(self, s: Session, appeal: Appeal, item_id: int, plan: _Plan, *,
+                        granted: bool, rationale: str) -> None:
+        vault = self.takedowns.log.vault
+        contact = (vault.open_field(s, appeal.contact, Column.APPEAL_CONTACT, actor="system",
+                                    subject=f"appeal:{appeal.id}")
+                   if vault is not None else appeal.contact)
+        recipient = contact or (notices.account_recipient(appeal.account_id)
+                                if appeal.account_id else None)
         if recipient is None:
             return
         plan.after.append(lambda: self._send(item_id, notices.appeal_outcome(
@@ -436,11 +440,9 @@ class Decisions:
     def _send(self, item_id: int, notice: notices.Notice) -> None:
         delivery = self.sender.send(notice)
         with self.db.transaction() as s:
-            s.add(Notification(review_item_id=item_id, kind=notice.kind,
-                               recipient=notice.recipient, subject=notice.subject,
-                               body=notice.body, channel=delivery.channel,
-                               delivered=delivery.delivered, detail=delivery.detail[:1000],
-                               at=self.queues.now()))
+            vault = self.takedowns.log.vault
+            record_notice(s, notice, delivery, self.queues.now(),
+                          vault.fields if vault else None, review_item_id=item_id)
             self.queues.event(s, item_id, "notified", None, notice=notice.kind,
                               delivered=delivery.delivered)
 

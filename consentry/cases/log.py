@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 from consentry.cases import notices
 from consentry.cases.case import CaseView, Event, EventKind, fold_case, normalise_case_number
 from consentry.cases.intake import TakedownSubmission, submission_from_dict, submission_to_dict
-from consentry.cases.senders import Sender
+from consentry.cases.senders import Delivery, Sender
 from consentry.errors import Conflict, NotFound
 from consentry.evidence import Vault
+from consentry.evidence.fields import Column, SealedFields
+from consentry.evidence.vault import seals
 from consentry.store import Database
 from consentry.store.models import CaseEvent, CaseKey, Notification, TakedownCase
 
@@ -32,6 +34,25 @@ class CaseStateError(Conflict):
     """The action does not apply to the case as it stands."""
 
     code = "wrong_state"
+
+
+def record_notice(s: Session, notice: notices.Notice, delivery: Delivery, at: datetime,
+                  fields: SealedFields | None, *, case_id: int | None = None,
+                  review_item_id: int | None = None) -> Notification:
+    """Keep a message sent (or attempted), about a case or a review item: with ``fields``,
+    the address, the text and the delivery detail (which may echo the address) are
+    sealed."""
+    def sealed(value: str, column: Column) -> str:
+        return fields.seal(value, column) if fields and seals(column, value) else value
+
+    note = Notification(case_id=case_id, review_item_id=review_item_id, kind=notice.kind,
+                        recipient=sealed(notice.recipient, Column.NOTICE_RECIPIENT),
+                        subject=notice.subject, body=sealed(notice.body, Column.NOTICE_BODY),
+                        channel=delivery.channel, delivered=delivery.delivered,
+                        detail=sealed(delivery.detail[:1000], Column.NOTICE_DETAIL), at=at)
+    s.add(note)
+    s.flush()
+    return note
 
 
 class CaseLog:
@@ -115,12 +136,8 @@ class CaseLog:
         delivery = self.sender.send(notice)
         with self.db.transaction() as s:
             row = self.row(s, number)
-            note = Notification(case_id=row.id, kind=notice.kind, recipient=notice.recipient,
-                                subject=notice.subject, body=notice.body,
-                                channel=delivery.channel, delivered=delivery.delivered,
-                                detail=delivery.detail[:1000], at=self.clock())
-            s.add(note)
-            s.flush()
+            note = record_notice(s, notice, delivery, self.clock(),
+                                 self.vault.fields if self.vault else None, case_id=row.id)
             self.event(s, row, EventKind.NOTIFIED, "system", notification=note.id,
                        notice=notice.kind, delivered=delivery.delivered,
                        to="requester" if "@" in notice.recipient else notice.recipient)

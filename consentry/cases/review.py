@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from consentry import audit
 from consentry.errors import Conflict, NotFound, TooManyAttempts
 from consentry.evidence import Vault
+from consentry.evidence.fields import Column, is_sealed, with_quotes
 from consentry.people.roles import DECIDE, LEAD_DASHBOARDS, SEE_RESTRICTED
 from consentry.policy.routing import Queue
 from consentry.store import Database
@@ -270,14 +271,22 @@ class ReviewQueues:
                 .order_by(ReviewEvent.id))]
             out = ItemDetail(summary(row), events)
             check_id = self.check_of(s, row)
+            actor = f"user:{reviewer.id}:{reviewer.name}"
             if check_id is not None:
                 out.check, out.media = _check_detail(s, check_id)
+                if out.check is not None:
+                    out.check["prompt"] = self._open_field(
+                        s, out.check["prompt"], Column.CHECK_PROMPT, actor, check_id)
+                    out.check["verdict"] = with_quotes(out.check["verdict"],
+                                                       out.check["prompt"])
             if row.kind in ("appeal", "hash_dispute"):
                 appeal = s.scalars(select(Appeal).where(Appeal.review_item_id == row.id)).first()
                 if appeal is not None:
                     out.appeal = {"subject_kind": appeal.subject_kind,
-                                  "subject": appeal.subject, "reason": appeal.reason,
-                                  "filed_at": appeal.filed_at}
+                                  "subject": appeal.subject, "filed_at": appeal.filed_at,
+                                  "reason": self._open_field(
+                                      s, appeal.reason, Column.APPEAL_REASON, actor,
+                                      f"appeal:{appeal.id}")}
             number = self.case_of(s, row)
             if row.account_id:
                 out.account = _account_history(s, row.account_id)
@@ -286,6 +295,13 @@ class ReviewQueues:
         if number is not None and self._case_view is not None:
             out.case = self._case_view(number)
         return out
+
+    def _open_field(self, s: Session, value: str | None, column: Column, actor: str,
+                    subject: str) -> str | None:
+        """A sealed field for a reviewer to read (the opening is audited)."""
+        if self._vault is None:
+            return None if is_sealed(value) else value  # no keys here: nothing to show
+        return self._vault.open_field(s, value, column, actor=actor, subject=subject)
 
     def media(self, reviewer: Reviewer, item_id: int, position: int, *,
               reveal: bool) -> bytes:

@@ -516,7 +516,8 @@ class TakedownService:
                         account=None, clause="II-3", known_match=False, has_media=False,
                         reason=_appeal_reason(reason),
                         contact=self.log.requester_email(s, row) or None,
-                        excluded_user_id=user_of(rejected_by), now=now)
+                        excluded_user_id=user_of(rejected_by), now=now,
+                        fields=self.log.vault.fields if self.log.vault else None)
             row.closed_at = None
             self.log.event(s, row, EventKind.APPEALED, "requester", automated=False,
                            reason=reason.strip()[:MAX_TEXT])

@@ -24,23 +24,49 @@ from typing import Any, Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from consentry import audit
 from consentry.errors import ConfigurationError, Conflict, InvalidRequest, NotFound
+from consentry.evidence.fields import Column, SealedFields, key_id_of, without_quotes
 from consentry.evidence.keys import Keyring
 from consentry.store import Database
 from consentry.store.models import (
+    Appeal,
     CheckMedia,
+    CheckRecord,
     EvidenceHold,
     EvidenceItem,
     EvidenceKey,
+    MaintenanceRun,
+    Notification,
     TakedownCase,
+    ThreadTurn,
 )
 
 NONCE: Final = 12
 CANARY: Final = b"consentry evidence key canary"
 MIN_WHY_WORDS: Final = 3
+
+# Where sealed fields live: (primary key, column, what it is bound to).
+_FIELDS: Final[tuple[tuple[InstrumentedAttribute[Any], InstrumentedAttribute[Any], Column],
+                     ...]] = (
+    (Notification.id, Notification.recipient, Column.NOTICE_RECIPIENT),
+    (Notification.id, Notification.body, Column.NOTICE_BODY),
+    (Notification.id, Notification.detail, Column.NOTICE_DETAIL),
+    (Appeal.id, Appeal.contact, Column.APPEAL_CONTACT),
+    (Appeal.id, Appeal.reason, Column.APPEAL_REASON),
+    (CheckRecord.id, CheckRecord.prompt, Column.CHECK_PROMPT),
+    (ThreadTurn.id, ThreadTurn.prompt, Column.TURN_PROMPT),
+)
+
+
+def seals(column: Column, value: str | None) -> bool:
+    """Whether a value of the column is sealed: a notice to an account is addressed to
+    ``account:<id>``, the platform's own id, which stays readable to route it."""
+    return bool(value) and not (column is Column.NOTICE_RECIPIENT
+                                and str(value).startswith("account:"))
 
 
 class EvidenceGone(NotFound):
@@ -93,6 +119,7 @@ class Vault:
         self.keyring = keyring
         self.retention = retention
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.fields = SealedFields(keyring)
         audit.install()
 
     # -- keys -------------------------------------------------------------------------
@@ -121,9 +148,9 @@ class Vault:
                                   canary=_seal(self.keyring.key(self.keyring.active), CANARY,
                                                self.keyring.active.encode())))
 
-    def rotate(self, *, actor: str) -> int:
+    def rotate(self, *, actor: str) -> dict[str, int]:
         """Re-wrap every data key under the active key-encryption key (content is not
-        re-encrypted); how many were re-wrapped."""
+        re-encrypted) and re-seal sealed fields under it; how many of each."""
         self.check_keys()
         active = self.keyring.active
         count = 0
@@ -142,7 +169,75 @@ class Vault:
                 if rows:
                     audit.record(s, "evidence.rewrapped", active, actor, items=len(rows))
             if not rows:
-                return count
+                return {"rewrapped": count, "fields_resealed": self.reseal_fields(actor=actor)}
+
+    def reseal_fields(self, *, actor: str) -> int:
+        """Seal every sealed-field value that is in the clear or under a key other than
+        the active one (after a rotation, or rows an older version wrote); how many."""
+        active = self.keyring.active
+        count = 0
+        for pk, attr, column in _FIELDS:
+            model: Any = pk.class_
+            after: Any = None
+            while True:
+                with self.db.transaction() as s:
+                    query = select(model).where(attr.is_not(None)).order_by(pk).limit(500)
+                    if after is not None:
+                        query = query.where(pk > after)
+                    rows = list(s.scalars(query))
+                    if not rows:
+                        break
+                    after = getattr(rows[-1], pk.key)
+                    stale = [r for r in rows if seals(column, getattr(r, attr.key))
+                             and key_id_of(getattr(r, attr.key)) != active]
+                    for row in stale:
+                        setattr(row, attr.key, self.fields.reseal(getattr(row, attr.key),
+                                                                  column))
+                        if model is CheckRecord:  # its digest in the chain moves with it
+                            audit.record_change(s, row)
+                    if stale:
+                        audit.record(s, "evidence.fields_sealed", column.value, actor,
+                                     values=len(stale), key=active)
+                    count += len(stale)
+        return count
+
+    def drop_verdict_quotes(self) -> int:
+        """Drop the words verdicts written before sealing quote from their prompts (the
+        offsets stay; the prompt is sealed); how many verdicts changed."""
+        count, after = 0, ""
+        while True:
+            with self.db.transaction() as s:
+                rows = list(s.scalars(select(CheckRecord).where(CheckRecord.id > after)
+                                      .order_by(CheckRecord.id).limit(500)))
+                if not rows:
+                    return count
+                after = rows[-1].id
+                for row in rows:
+                    stored = without_quotes(row.verdict)
+                    if stored != row.verdict:
+                        row.verdict = stored
+                        audit.record_change(s, row)
+                        count += 1
+
+    def seal_plaintext(self) -> dict[str, int]:
+        """At start, where the keys are: seal what versions before the vault kept in the
+        clear. Images each start (an indexed look); takedown requests and sealed fields
+        once (a full pass), recorded in ``maintenance_runs`` when done."""
+        counts = {"check_media": self.seal_plaintext_media()}
+        for name, job in (("seal_takedown_requests", self.seal_plaintext_requests),
+                          ("seal_fields", lambda: self.reseal_fields(actor="system")),
+                          ("verdicts_without_quotes", self.drop_verdict_quotes)):
+            with self.db.transaction() as s:
+                if s.get(MaintenanceRun, name) is not None:
+                    continue
+            counts[name] = job()
+            try:
+                with self.db.transaction() as s:
+                    s.add(MaintenanceRun(name=name, done_at=self._clock(),
+                                         count=counts[name]))
+            except IntegrityError:
+                pass  # another replica finished the same pass first
+        return counts
 
     # -- sealing ----------------------------------------------------------------------
 
@@ -198,6 +293,15 @@ class Vault:
                                       f"{row.id}|metadata".encode()))
         audit.record(s, "evidence.opened", item_id, actor, why=why)
         return Opened(item_id, content, metadata)
+
+    def open_field(self, s: Session, value: str | None, column: Column, *, actor: str,
+                   subject: str) -> str | None:
+        """A sealed field opened for a person to read, recorded in the audit chain (in
+        the caller's transaction) with who and what."""
+        if value is None or key_id_of(value) is None:
+            return value
+        audit.record(s, "evidence.field_opened", subject, actor, column=column.value)
+        return self.fields.open(value, column)
 
     def media(self, check_id: str, position: int, *, actor: str, why: str) -> bytes | None:
         """The bytes of one image of a check, as kept for its reviewers (opened from the

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -43,6 +43,7 @@ from consentry.enforcement.standing import (
 )
 from consentry.errors import Conflict, InvalidRequest
 from consentry.evidence import Vault, keyring_for
+from consentry.evidence.fields import Column, with_quotes, without_quotes
 from consentry.gate.conversation import ThreadJudgement, judge_in_thread
 from consentry.gate.judgement import Judgement, judge_generation
 from consentry.gate.verdict import (
@@ -178,7 +179,8 @@ class Gate:
         image_digests = [hashlib.sha256(i).hexdigest() for i in images]
         request = _request_digest("generation", prompt, *image_digests,
                                   *([f"thread:{thread}"] if thread else []))
-        if account and key and (replayed := self._replay(account, key, request)) is not None:
+        if account and key and (
+                replayed := self._replay(account, key, request, prompt)) is not None:
             return replayed
 
         if account:
@@ -249,8 +251,10 @@ class Gate:
                          image_digests: Sequence[str], account: str | None,
                          ruling: Ruling) -> ThreadJudgement:
         """The request read with the recent turns of its conversation."""
+        fields = self.vault.fields
         with self.db.transaction() as session:
-            turns = recent_turns(session, thread, self._clock())
+            turns = [replace(t, prompt=fields.open(t.prompt, Column.TURN_PROMPT) or "")
+                     for t in recent_turns(session, thread, self._clock())]
 
         def judge(text: str, imgs: Sequence[ImageFindings]) -> tuple[Ruling, PromptFindings]:
             j = self._judge(text, imgs)
@@ -515,7 +519,8 @@ class Gate:
         if existing is not None and existing.md5 != hashlib.md5(image).hexdigest():
             raise _content_id_taken(content_id)
 
-    def _replay(self, account: str, key: str, request: str) -> Verdict | None:
+    def _replay(self, account: str, key: str, request: str,
+                prompt: str | None = None) -> Verdict | None:
         """The verdict already given for this key, if the request is the same one. A key
         reused for a different request is refused: replaying its answer would let a
         harmless request's ``allow`` stand for an abusive one."""
@@ -530,7 +535,7 @@ class Gate:
             raise Conflict(f"idempotency key {key!r} was already used for a different "
                            "request; use a new key for a new request",
                            code="idempotency_key_reused")
-        return Verdict.model_validate(verdict)
+        return Verdict.model_validate(with_quotes(verdict, prompt))
 
     def _record(
         self,
@@ -564,7 +569,8 @@ class Gate:
         keep_evidence = ruling.decision != "allow"
         # The vault is made ready (its keys checked) before the transaction opens.
         preserve = keep_evidence and self.policy.clause(ruling.clause).preserve_evidence
-        vault = self.vault if preserve or (keep_evidence and images) else None
+        # Also where a prompt or a thread's turn is kept: both are sealed.
+        vault = self.vault if keep_evidence or turn is not None else None
         consequence = Consequence()
         try:
             with self.db.transaction() as session:
@@ -588,10 +594,11 @@ class Gate:
                     id=check_id, kind=kind, account_id=account, idempotency_key=key,
                     created_at=now, decision=ruling.decision, category=verdict.category,
                     clause=ruling.clause, policy_version=self.policy.version,
-                    prompt=_storable(prompt) if keep_evidence and prompt else None,
+                    prompt=vault.fields.seal(_storable(prompt), Column.CHECK_PROMPT)
+                    if vault is not None and keep_evidence and prompt else None,
                     prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else None,
                     image_sha256=digests, request_sha256=request, content_id=content_id,
-                    verdict=verdict.model_dump(mode="json"),
+                    verdict=without_quotes(verdict.model_dump(mode="json")),
                     latency_ms=(time.perf_counter() - started) * 1000,
                 ))
                 session.flush()  # the media and strike rows refer to this row
@@ -608,11 +615,12 @@ class Gate:
                 if account:
                     record_consequence(session, account, ruling.clause, consequence, check_id,
                                        now)
-                if turn is not None:
+                if turn is not None and vault is not None:
                     remember_turn(
                         session, thread_id=turn.thread, check_id=check_id, account=account,
                         now=now, ttl=timedelta(seconds=self.settings.thread_ttl_s),
-                        prompt=_storable(turn.prompt), image_sha256=turn.image_sha256,
+                        prompt=vault.fields.seal(_storable(turn.prompt), Column.TURN_PROMPT),
+                        image_sha256=turn.image_sha256,
                         faces=[(f.box, f.age) for img in turn.images for f in img.faces],
                         nsfw=max((img.nsfw for img in turn.images), default=0.0),
                         decision=ruling.decision, clause=ruling.clause,
@@ -627,7 +635,8 @@ class Gate:
                               priority=routing.priority, due_at=now + routing.sla, now=now)
         except IntegrityError:
             # A concurrent retry with the same idempotency key won the race: answer as it did.
-            if account and key and (replayed := self._replay(account, key, request)) is not None:
+            if account and key and (
+                    replayed := self._replay(account, key, request, prompt)) is not None:
                 return replayed
             raise
         return verdict

@@ -92,8 +92,9 @@ def highlighted(prompt: str, reasons: list[dict[str, Any]]) -> list[Segment]:
         if not isinstance(span, dict):
             continue
         start, end, text = span.get("start"), span.get("end"), str(span.get("text", ""))
+        # Stored verdicts keep offsets only (``evidence.fields.without_quotes``).
         if not (isinstance(start, int) and isinstance(end, int)
-                and prompt[start:end] == text):
+                and (prompt[start:end] == text or (not text and end <= len(prompt)))):
             start = prompt.find(text) if text else -1
             end = start + len(text)
         if start >= 0 and end > start:

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from platform_content import register, tida
 from removal_platform import SECRET
+from sent_notices import SentNotice, sent_notices
 from sqlalchemy import select
 
 from consentry.banks.services import entry_hashes
@@ -26,7 +27,6 @@ from consentry.signals.hashing import fingerprint
 from consentry.store.models import (
     CheckMedia,
     CheckRecord,
-    Notification,
     ReviewItem,
     Strike,
     User,
@@ -64,7 +64,8 @@ def desk(gate, clock, tmp_path, platform):
     decisions = Decisions(queues, takedowns, gate.banks, gate.policy, sender=takedowns.log.sender,
                           appeal_tokens=gate.appeal_tokens, public_url="https://safety.example")
     yield {"queues": queues, "decisions": decisions, "takedowns": takedowns,
-           "appeals": AppealDesk(gate.db, gate.appeal_tokens, gate.policy, clock=clock)}
+           "appeals": AppealDesk(gate.db, gate.appeal_tokens, gate.policy, clock=clock,
+                                  fields=gate.vault.fields)}
     callback.close()
 
 
@@ -72,9 +73,8 @@ def _strikes(gate, account: str) -> int:
     return gate.account_state(account).active_strikes
 
 
-def _notices(gate, kind: str) -> list[Notification]:
-    with gate.db.transaction() as s:
-        return list(s.scalars(select(Notification).where(Notification.kind == kind)))
+def _notices(gate, kind: str) -> list[SentNotice]:
+    return sent_notices(gate.db, gate.vault, kind)
 
 
 def test_a_held_request_is_decided_by_a_person_who_tells_the_user(gate, desk, people,

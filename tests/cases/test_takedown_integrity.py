@@ -9,13 +9,14 @@ import io
 import pytest
 from PIL import Image
 from platform_content import register, tida
+from sent_notices import SentNotice, sent_notices
 from sqlalchemy import select
 
 from consentry.cases.case import CaseStatus
 from consentry.cases.intake import ContentLocator, Regime, TakedownSubmission
 from consentry.cases.takedowns import CaseStateError
 from consentry.signals.hashing import fingerprint
-from consentry.store.models import Notification, Strike
+from consentry.store.models import Strike
 
 RESIZED = "https://social.example/p/resized"
 
@@ -26,9 +27,8 @@ def _strikes(takedowns, account: str) -> int:
                                                   Strike.revoked_at.is_(None))).all())
 
 
-def _notices(takedowns, kind: str) -> list[Notification]:
-    with takedowns.db.transaction() as s:
-        return list(s.scalars(select(Notification).where(Notification.kind == kind)))
+def _notices(takedowns, kind: str) -> list[SentNotice]:
+    return sent_notices(takedowns.db, takedowns.log.vault, kind)
 
 
 def _entry_enabled(takedowns, entry_id: int) -> bool:

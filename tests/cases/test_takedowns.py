@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from platform_content import tida
+from sent_notices import SentNotice, sent_notices
 from sqlalchemy import func, select
 
 from consentry.cases.callback import MAX_ATTEMPTS
@@ -19,12 +20,11 @@ from consentry.cases.takedowns import CaseNotFound, CaseStateError
 from consentry.errors import InvalidRequest, TooManyAttempts
 from consentry.reporting.sla import takedown_sla
 from consentry.signals.hashing import fingerprint
-from consentry.store.models import Notification, RemovalAttempt, Strike
+from consentry.store.models import RemovalAttempt, Strike
 
 
-def notices_of(takedowns, kind: str) -> list[Notification]:
-    with takedowns.db.transaction() as s:
-        return list(s.scalars(select(Notification).where(Notification.kind == kind)))
+def notices_of(takedowns, kind: str) -> list[SentNotice]:
+    return sent_notices(takedowns.db, takedowns.log.vault, kind)
 
 
 def test_request_by_url_removes_every_copy_and_strikes_uploaders(takedowns, platform, posted):

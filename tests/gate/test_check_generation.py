@@ -12,6 +12,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from consentry.config import Settings
+from consentry.evidence.fields import Column
 from consentry.gate import Gate, InvalidRequest
 from consentry.signals.findings import ImageFindings
 from consentry.store.models import CheckMedia, CheckRecord
@@ -117,7 +118,9 @@ def test_refused_requests_keep_their_evidence(gate: Gate, db, photos):
     with db.transaction() as s:
         record = s.get(CheckRecord, verdict.id)
         media = s.scalars(select(CheckMedia).where(CheckMedia.check_id == verdict.id)).all()
-    assert record.prompt == "put her in a bikini"
+    # The prompt is kept sealed (evidence.fields), and reads back with the key.
+    assert record.prompt.startswith("sealed:1:")
+    assert gate.vault.fields.open(record.prompt, Column.CHECK_PROMPT) == "put her in a bikini"
     # The image is sealed in the evidence vault, not stored in the clear.
     assert [(m.content, m.sha256) for m in media] == [
         (None, hashlib.sha256(photos["astronaut"]).hexdigest())]

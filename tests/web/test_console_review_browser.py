@@ -26,10 +26,9 @@ from counting_passwords import PASSWORD
 from live_server import free_port, serving
 from platform_content import register, tida
 from playwright.sync_api import Page, expect
-from sqlalchemy import select
+from sent_notices import sent_notices
 
 from consentry.cases.intake import ContentLocator
-from consentry.store.models import Notification
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 SCREENS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
@@ -146,10 +145,9 @@ def test_a_moderator_cannot_open_a_cs1_item_by_its_url(browser, site, photos):
 
 
 def _statement_link(world: ConsoleWorld, account: str) -> str:
-    with world.gate.db.transaction() as s:
-        bodies = [n.body for n in s.scalars(select(Notification).where(
-            Notification.kind == "statement_of_reasons",
-            Notification.recipient == f"account:{account}"))]
+    bodies = [n.body for n in sent_notices(world.gate.db, world.gate.vault,
+                                           "statement_of_reasons")
+              if n.recipient == f"account:{account}"]
     assert bodies, "no statement of reasons was sent to the uploader"
     found = re.search(r"https?://\S+/appeals\?token=[\w.-]+", bodies[0])
     assert found, bodies[0]
