@@ -319,3 +319,34 @@ def test_the_database_address_must_be_https():
 
     with pytest.raises(ConfigurationError, match="https"):
         DatabaseSettings("http://transparency.example.eu", TOKEN)
+
+
+def test_the_platform_reads_a_statement_with_its_appeal_link(db: Database, clock, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from consentry.access import Scope, create_api_key
+    from consentry.api.app import create_app
+    from consentry.gate import Gate
+
+    gate = Gate(db, settings=Settings(data_dir=tmp_path, semantic_layer=False), clock=clock)
+    check_key = create_api_key(db, "pipeline", [Scope.CHECK])[1]
+    read_key = create_api_key(db, "support", [Scope.ACCOUNTS_READ])[1]
+    try:
+        with TestClient(create_app(gate=gate)) as client:
+            verdict = client.post("/v1/check/generation",
+                                  headers={"Authorization": f"Bearer {check_key}"},
+                                  json={"prompt": "nude schoolgirl", "account": ACCOUNT}).json()
+            puid = verdict["statement_of_reasons"]
+            got = client.get(f"/v1/statements/{puid}",
+                             headers={"Authorization": f"Bearer {read_key}"})
+            missing = client.get("/v1/statements/nope",
+                                 headers={"Authorization": f"Bearer {read_key}"})
+            refused = client.get(f"/v1/statements/{puid}",
+                                 headers={"Authorization": f"Bearer {check_key}"})
+    finally:
+        gate.close()
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["status"] == "queued" and body["statement"]["puid"] == puid
+    assert body["appeal_url"] == verdict["appeal"]["url"]
+    assert missing.status_code == 404 and refused.status_code == 403

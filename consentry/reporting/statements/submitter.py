@@ -23,7 +23,13 @@ from typing import Any, Final
 from sqlalchemy import or_, select
 
 from consentry import audit
-from consentry.reporting.statements.client import BATCH_MAX, TransparencyDatabase
+from consentry.config import Settings
+from consentry.errors import ConfigurationError
+from consentry.reporting.statements.client import (
+    BATCH_MAX,
+    DatabaseSettings,
+    TransparencyDatabase,
+)
 from consentry.store import Database
 from consentry.store.models import DsaStatement
 
@@ -153,3 +159,16 @@ class StatementSubmitter:
         log.warning("DSA statements deferred (%d): %s", len(puids), error)
         done.deferred += len(puids)
         done.error = error
+
+
+def submitter_for(db: Database, settings: Settings) -> StatementSubmitter:
+    """The submitter configured by ``CONSENTRY_DSA_URL`` and ``CONSENTRY_DSA_TOKEN`` (both
+    unset: one that keeps statements and sends nothing; one without the other: an error
+    at start)."""
+    if not settings.dsa_url and not settings.dsa_token:
+        return StatementSubmitter(db, None)
+    if not (settings.dsa_url and settings.dsa_token):
+        raise ConfigurationError("set both CONSENTRY_DSA_URL and CONSENTRY_DSA_TOKEN, or "
+                                 "neither (statements are then kept and not sent)")
+    return StatementSubmitter(db, TransparencyDatabase(
+        DatabaseSettings(settings.dsa_url, settings.dsa_token)))
