@@ -350,3 +350,22 @@ def test_the_platform_reads_a_statement_with_its_appeal_link(db: Database, clock
     assert body["status"] == "queued" and body["statement"]["puid"] == puid
     assert body["appeal_url"] == verdict["appeal"]["url"]
     assert missing.status_code == 404 and refused.status_code == 403
+
+
+def test_submission_is_configured_by_both_settings_or_neither(db: Database):
+    from consentry.errors import ConfigurationError
+    from consentry.reporting.statements.submitter import submitter_for
+
+    assert submitter_for(db, Settings()).database is None
+    assert submitter_for(db, Settings(dsa_url="https://transparency.dsa.ec.europa.eu",
+                                      dsa_token=TOKEN)).database is not None
+    with pytest.raises(ConfigurationError, match="CONSENTRY_DSA_TOKEN"):
+        submitter_for(db, Settings(dsa_url="https://transparency.dsa.ec.europa.eu"))
+
+
+def test_the_environment_configures_submission(monkeypatch):
+    monkeypatch.setenv("CONSENTRY_DSA_URL", "https://transparency.dsa.ec.europa.eu/")
+    monkeypatch.setenv("CONSENTRY_DSA_TOKEN", TOKEN)
+    settings = Settings.from_env()
+    assert settings.dsa_url == "https://transparency.dsa.ec.europa.eu"
+    assert settings.dsa_token == TOKEN and TOKEN not in repr(settings)
