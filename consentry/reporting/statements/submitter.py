@@ -8,7 +8,7 @@ in it, a duplicate) is sent again without the statements it named: an invalid on
 marked ``failed`` with the database's field errors (a fault in the builder, for a
 person to fix), never dropped. When the database cannot be reached the statements stay
 ``queued`` with their attempt counted and a later retry time. Runs in the worker's
-housekeeping, or by hand: ``consentry statements submit``.
+housekeeping (``StatementSubmitter.submit_due``).
 """
 
 from __future__ import annotations
