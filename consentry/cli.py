@@ -60,6 +60,8 @@ from consentry.evidence import Vault
 from consentry.gate import Gate, Verdict
 from consentry.people import People, Person
 from consentry.people.directory import Directory
+from consentry.policy import load_policy
+from consentry.reporting import statements
 from consentry.reporting.law_enforcement import LawEnforcementDesk
 from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import ImageRejected
@@ -88,8 +90,11 @@ T = TypeVar("T")
 
 
 def _database(settings: Settings | None = None) -> Database:
-    db = Database((settings or Settings.from_env()).resolved_database_url)
+    settings = settings or Settings.from_env()
+    db = Database(settings.resolved_database_url)
     db.migrate()
+    # Every restriction a command makes keeps its DSA statement of reasons.
+    statements.install(load_policy(settings.policy_path).version)
     return db
 
 

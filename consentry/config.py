@@ -103,6 +103,10 @@ class Settings:
     # The console's session cookie is sent only over HTTPS when True. None: secure unless
     # the public address is plain http on this machine (a developer's own server).
     cookie_secure: bool | None = None
+    # The EU DSA Transparency Database (consentry.reporting.statements): its address and
+    # the platform's API token. Unset: statements of reasons are kept, and wait.
+    dsa_url: str | None = None
+    dsa_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Checked here so a typo stops the service at start, not at the first request.
@@ -201,6 +205,8 @@ class Settings:
             cybertip_reporter_email=env.get("CONSENTRY_CYBERTIP_REPORTER_EMAIL") or None,
             evidence_retention_days=_optional_int(env, "CONSENTRY_EVIDENCE_RETENTION_DAYS")
             or 365,
+            dsa_url=(env.get("CONSENTRY_DSA_URL") or "").rstrip("/") or None,
+            dsa_token=env.get("CONSENTRY_DSA_TOKEN") or None,
         )
 
 

@@ -14,6 +14,7 @@ from consentry import __version__
 from consentry.api.auth import KeyCache
 from consentry.api.routers import accounts, banks, check, hma, media, prompt_bank
 from consentry.api.routers import appeals as appeals_api
+from consentry.api.routers import statements as statements_api
 from consentry.api.routers import takedowns as takedowns_api
 from consentry.audit.checkpoints import signer_for
 from consentry.audit.configuration import record_configuration
@@ -28,7 +29,9 @@ from consentry.http import errors
 from consentry.http.deps import parse_networks
 from consentry.http.headers import CONSOLE_HEADERS, PathHeaders
 from consentry.people import People
+from consentry.reporting import statements
 from consentry.reporting.cybertip_desk import CyberTipDesk
+from consentry.reporting.statements.submitter import submitter_for
 from consentry.store import Database
 from consentry.web import appeals as appeal_pages
 from consentry.web import console_auth, console_banks, console_reports, console_review
@@ -85,11 +88,15 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         # chain's head signed when due.
         signer = signer_for(g.db, settings)
         app.state.cybertip = CyberTipDesk(g.db, vault, settings=settings, clock=svc.now)
+        # DSA statements of reasons: kept with every restriction, sent in batches.
+        statements.install(g.policy.version)
+        dsa = submitter_for(g.db, settings)
         # Reports to NCMEC are drafted from sealed evidence, and sent once confirmed.
         worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune,
                                                vault.purge_expired, signer.checkpoint,
                                                app.state.cybertip.draft_pending,
-                                               app.state.cybertip.send_confirmed])
+                                               app.state.cybertip.send_confirmed,
+                                               dsa.submit_due])
         retries = threading.Thread(target=worker.run, args=(stop,), name="case-worker",
                                    daemon=True)
         retries.start()
@@ -113,6 +120,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app.include_router(hma.router)
     app.include_router(takedowns_api.router)
     app.include_router(appeals_api.router)
+    app.include_router(statements_api.router)
     app.include_router(takedown_pages.router)
     app.include_router(appeal_pages.router)
     app.include_router(console_auth.router)

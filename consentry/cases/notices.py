@@ -212,7 +212,8 @@ def removal_reversed(case_number: str, regime: Regime, recipient: str, reason: s
 
 def statement_of_reasons(case_number: str, regime: Regime, account_id: str,
                          content_ids: Sequence[str], clause: str, automated: bool,
-                         appeal_url: str, appeal_days: int = 14) -> Notice:
+                         appeal_url: str, appeal_days: int = 14,
+                         statement: str | None = None) -> Notice:
     """Tells an uploader what was removed and why, with the appeal route.
 
     Follows DSA Art. 17(3): the restriction imposed, the facts and circumstances (a
@@ -243,7 +244,9 @@ def statement_of_reasons(case_number: str, regime: Regime, account_id: str,
         f"{appeal_url}. Someone who did not make this decision will review your appeal. "
         "You can also take the decision to a certified out-of-court dispute settlement "
         "body (if you are in the EU), or to a court.",
-        f"Case number: {case_number}.",
+        f"Case number: {case_number}."
+        + (f" Statement of reasons: {statement} (also sent, without your personal data, "
+           "to the EU DSA Transparency Database)." if statement else ""),
     )
     return Notice(account_recipient(account_id), "statement_of_reasons",
                   f"Case {case_number}: content removed from your account", body,

@@ -33,6 +33,7 @@ from consentry.enforcement.standing import consequence_of
 from consentry.policy.document import Policy
 from consentry.policy.evaluate import Ruling
 from consentry.store.models import (
+    DsaStatement,
     RemovalAttempt,
     RemovalJob,
     ReviewEvent,
@@ -213,9 +214,10 @@ class RemovalQueue:
                 if item.content_id in removed_here and item.account_id:
                     uploaders.setdefault(item.account_id, []).append(item.content_id)
             now = self._clock()
+            statements: dict[str, str | None] = {}
             for account, content_ids in uploaders.items():
                 if account not in struck:
-                    self._strike(s, row, account, content_ids, now)
+                    statements[account] = self._strike(s, row, account, content_ids, now)
             down = len(view.removed) + len(view.already_removed)
             complete = bool(down) and not view.failed and len(view.removed) == len(view.located)
             if complete:
@@ -239,7 +241,8 @@ class RemovalQueue:
                     AppealSubject.TAKEDOWN, takedown_subject(number, account)))
                 log.send(number, notices.statement_of_reasons(
                     number, regime, account, content_ids, title, automated=True,
-                    appeal_url=f"{self.appeal_url}?token={token}", appeal_days=APPEAL_DAYS))
+                    appeal_url=f"{self.appeal_url}?token={token}", appeal_days=APPEAL_DAYS,
+                    statement=statements.get(account)))
         if complete:
             copies = sum(1 for i in located if not i.identified and i.content_id in removed)
             for email in requesters:
@@ -248,7 +251,8 @@ class RemovalQueue:
                     banked=banked))
 
     def _strike(self, s: Session, row: TakedownCase, account: str,
-                content_ids: Sequence[str], now: datetime) -> None:
+                content_ids: Sequence[str], now: datetime) -> str | None:
+        """Strike an uploader; the puid of the DSA statement of reasons kept with it."""
         ensure_account(s, account, now, lock=True)
         before = load_standing(s, account, now)
         consequence = consequence_of(Ruling("block", CLAUSE, ()), before, self.policy, now)
@@ -256,3 +260,7 @@ class RemovalQueue:
         self.log.event(s, row, EventKind.STRUCK, "system", account=account,
                        content_ids=list(content_ids), weight=consequence.strike_weight,
                        suspended=consequence.suspends)
+        s.flush()  # the statement is kept as the strike is written
+        return s.scalar(select(DsaStatement.puid).where(
+            DsaStatement.subject_kind == "takedown", DsaStatement.account_id == account,
+            DsaStatement.subject.startswith(f"{row.number}:")))

@@ -706,6 +706,9 @@ class Gate:
                 and clause.law_enforcement_report,
             ),
             appeal=self._appeal(check_id, now, window) if restricts else None,
+            # A restriction's statement of reasons is kept under the check's id
+            # (consentry.reporting.statements).
+            statement_of_reasons=check_id if restricts else None,
             created_at=now,
         )
 

@@ -84,4 +84,6 @@ class Verdict(BaseModel):
     account: AccountState | None = None
     enforcement: EnforcementOutcome = EnforcementOutcome()
     appeal: Appeal | None = None
+    # The puid of the DSA statement of reasons for a restriction (GET /v1/statements/{puid}).
+    statement_of_reasons: str | None = None
     created_at: datetime

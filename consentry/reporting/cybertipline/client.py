@@ -84,7 +84,7 @@ class CyberTiplineSettings:
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ConfigurationError(f"the CyberTipline URL must be an https URL such as "
                                      f"{TEST_URL}, got {self.base_url!r}")
-        if parts.scheme == "http" and not _loopback(parts.hostname):
+        if parts.scheme == "http" and not loopback_host(parts.hostname):
             raise ConfigurationError("the CyberTipline URL must use https: credentials and "
                                      "reports never travel in the clear")
         if not self.username or not self.password:
@@ -332,7 +332,7 @@ class CyberTipline:
                                     report_key, file_key)
                         raise
                     last = exc
-                    wait = _retry_after(response)
+                    wait = retry_after(response)
                 else:
                     log.info("cybertipline %s: ok, report key %s, report id %s, file %s",
                              step, report_key, answer.report_id, file_key)
@@ -392,12 +392,14 @@ def _parse(body: bytes) -> NcmecAnswer | None:
                        file_ids=file_ids)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds a `Retry-After` header asks to wait (None: no such header in seconds)."""
     value = response.headers.get("Retry-After", "")
     return float(value) if value.isdigit() else None
 
 
-def _loopback(host: str) -> bool:
+def loopback_host(host: str) -> bool:
+    """Whether a URL's host is this machine (plain http is allowed there: tests)."""
     if host == "localhost":
         return True
     try:
