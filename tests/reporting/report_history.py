@@ -29,8 +29,10 @@ from consentry.store.models import (
     TakedownCase,
 )
 
-START = datetime(2026, 11, 2, tzinfo=UTC)
-END = datetime(2026, 11, 4, tzinfo=UTC)
+# The period holds the present: audit links are stamped when they are written, so the
+# links of this history fall in it as a live service's would.
+START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+END = START + timedelta(days=2)
 CLAUSES = ("II-1", "II-2", "II-3", "CS-1", "SX-1")
 LANGUAGES = ("en", "es", "id", "ja")
 REGIMES = ("take_it_down", "uk_intimate_image", "dsa_notice")
@@ -49,6 +51,7 @@ class History:
     statements: list[dict[str, Any]] = field(default_factory=list)
     banks: dict[int, tuple[str, str]] = field(default_factory=dict)  # entry -> (bank, source)
     personal: set[str] = field(default_factory=set)
+    mid: datetime | None = None
 
     @staticmethod
     def inside(at: datetime) -> bool:
