@@ -1233,3 +1233,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# Transparency reports, incident packs, the register of regulator requests (cli_report.py).
+from consentry.cli_report import report_app  # noqa: E402
+
+app.add_typer(report_app, name="report")

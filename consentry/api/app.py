@@ -34,7 +34,13 @@ from consentry.reporting.cybertip_desk import CyberTipDesk
 from consentry.reporting.statements.submitter import submitter_for
 from consentry.store import Database
 from consentry.web import appeals as appeal_pages
-from consentry.web import console_auth, console_banks, console_reports, console_review
+from consentry.web import (
+    console_auth,
+    console_banks,
+    console_reports,
+    console_review,
+    console_transparency,
+)
 from consentry.web import takedown as takedown_pages
 from consentry.web.takedown import STATIC_DIR
 
@@ -127,6 +133,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app.include_router(console_banks.router)
     app.include_router(console_review.router)
     app.include_router(console_reports.router)
+    app.include_router(console_transparency.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)

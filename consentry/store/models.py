@@ -797,3 +797,42 @@ class DsaStatement(Base):
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
     database_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RegulatorRequest(Base):
+    """An information request from a regulator (Ofcom under OSA s.100, the Commission under
+    DSA Art. 67, ...): what is asked, by when, and where the answer stands. Only
+    administrators change it; who did, and when, is kept."""
+
+    __tablename__ = "regulator_requests"
+    __table_args__ = (Index("ix_regulator_requests_status", "status", "deadline"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    regulator: Mapped[str] = mapped_column(String(200))
+    reference: Mapped[str] = mapped_column(String(200))
+    legal_basis: Mapped[str] = mapped_column(String(200))
+    questions: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column()
+    deadline: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20))  # open | answered | closed
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column()
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class RegulatorAttachment(Base):
+    """A pack or report produced for a regulator request: its file name and SHA-256 (the
+    file itself is handed over, not kept here), its kind and the period it covers."""
+
+    __tablename__ = "regulator_attachments"
+    __table_args__ = (Index("ix_regulator_attachments_request", "request_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("regulator_requests.id"))
+    file_name: Mapped[str] = mapped_column(String(300))
+    sha256: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(30))  # incident_pack | transparency_report | other
+    period_from: Mapped[datetime | None] = mapped_column(nullable=True)
+    period_to: Mapped[datetime | None] = mapped_column(nullable=True)
+    attached_at: Mapped[datetime] = mapped_column()
+    attached_by: Mapped[str] = mapped_column(String(200))

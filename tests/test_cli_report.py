@@ -1,0 +1,66 @@
+"""``consentry report``: the report and the pack written from the command line; the
+register changed only by a named administrator, and its open requests listed with their
+countdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "CONSENTRY_DATA_DIR": str(tmp_path / "data"),
+            "CONSENTRY_DATABASE_URL": "", "CONSENTRY_SECRET_KEY": "k" * 40}
+
+
+def consentry(env, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "consentry", *args], env=env, input=stdin,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_report_pack_and_register_from_the_command_line(env, tmp_path):
+    for who, role in (("root", "admin"), ("cora", "compliance")):
+        made = consentry(env, "user", "create", who, "--role", role, "--password-stdin",
+                         stdin="plum orchard lantern\n")
+        assert made.returncode == 0, made.stderr
+
+    done = consentry(env, "report", "transparency", "--from", "2026-11-01", "--to",
+                     "2030-01-01", "--out", str(tmp_path / "report"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
+        "transparency.csv", "transparency.html", "transparency.json"]
+    assert consentry(env, "report", "transparency", "--from", "2026-11-04", "--to",
+                     "2026-11-01", "--out", str(tmp_path / "x")).returncode == 2
+
+    pack = tmp_path / "pack.zip"
+    done = consentry(env, "report", "incident", "--from", "2026-11-01", "--to", "2030-01-01",
+                     "--surface", "generation", "--out", str(pack))
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["audit_ok"] is True and "manifest.json" in zipfile.ZipFile(pack).namelist()
+
+    request = ("report", "request-add", "--regulator", "Ofcom", "--reference", "OFC-1",
+               "--legal-basis", "OSA s.100", "--questions", "What happened?",
+               "--deadline", "2099-01-01T12:00:00Z")
+    refused = consentry(env, *request, "--by", "cora")
+    assert refused.returncode == 2 and "administrator" in refused.stderr
+    added = consentry(env, *request, "--by", "root")
+    assert added.returncode == 0, added.stderr
+    request_id = json.loads(added.stdout)["id"]
+    attached = consentry(env, "report", "request-attach", str(request_id), str(pack),
+                         "--kind", "incident_pack", "--by", "root")
+    assert attached.returncode == 0, attached.stderr
+    [listed] = [json.loads(x) for x in consentry(env, "report", "requests").stdout.splitlines()]
+    assert listed["countdown"].startswith("due in") and listed["attachments"][0]["sha256"] == \
+        answer["sha256"]
+    closed = consentry(env, "report", "request-status", str(request_id), "closed",
+                       "--by", "root")
+    assert closed.returncode == 0, closed.stderr
+    assert consentry(env, "report", "requests").stdout == ""
