@@ -1221,6 +1221,13 @@ def audit_verify_export(
         raise typer.Exit(EXIT_TAMPERED)
 
 
+# Transparency reports, incident packs, the register of regulator requests (cli_report.py,
+# which uses this module's helpers: hence imported here, after them).
+from consentry.cli_report import report_app  # noqa: E402
+
+app.add_typer(report_app, name="report")
+
+
 def main() -> None:
     """The ``consentry`` command: a configuration the service cannot run with (a bad
     policy file, a malformed setting) is a one-line error and exit 2, not a traceback."""
@@ -1233,9 +1240,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-# Transparency reports, incident packs, the register of regulator requests (cli_report.py).
-from consentry.cli_report import report_app  # noqa: E402
-
-app.add_typer(report_app, name="report")
