@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from consentry.audit import chain
+from consentry.reporting import statements
 from consentry.store import Database
 from consentry.store.models import (
     Account,
@@ -74,6 +77,7 @@ def _when(rng: random.Random) -> datetime:
 
 def build_history(db: Database, *, seed: int = 7, checks: int = 300) -> History:
     chain.install()  # the checks and events become links, as the services make them
+    statements.install("test")  # and restrictions keep their statements of reasons
     rng = random.Random(seed)
     h = History()
     accounts = [f"acct-q{i:03d}" for i in range(25)]
@@ -211,11 +215,12 @@ def build_history(db: Database, *, seed: int = 7, checks: int = 300) -> History:
             s.add(CyberTipReport(key=f"k{i}", account_id=rng.choice(accounts), status=status,
                                  created_at=at - timedelta(hours=1), updated_at=at))
             h.cybertips.append({"status": status, "at": at})
-        for i in range(40):
+        # Statements of reasons are kept by the restrictions themselves (the recorder's
+        # hook, installed as the service does): their submission is what is made up here.
+        s.flush()
+        for row in s.scalars(select(DsaStatement).order_by(DsaStatement.puid)):
             at, status = _when(rng), rng.choice(("sent", "queued", "failed"))
-            s.add(DsaStatement(puid=f"puid-{i}", subject_kind="check", subject=f"chk-{i:05d}",
-                               account_id=rng.choice(accounts), created_at=at,
-                               statement={}, status=status,
-                               sent_at=at if status == "sent" else None))
+            row.status, row.sent_at = status, at if status == "sent" else None
             h.statements.append({"status": status, "at": at})
+        assert h.statements, "no restriction of the history kept a statement"
     return h

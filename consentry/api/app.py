@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -98,10 +99,16 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         statements.install(g.policy.version)
         dsa = submitter_for(g.db, settings)
         # Reports to NCMEC are drafted from sealed evidence, and sent once confirmed.
+        window = timedelta(days=g.policy.enforcement.appeal_window_days)
+
+        def settle_ncii_media() -> int:
+            return app.state.queues.drop_settled_media(window)
+
         worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune,
                                                vault.purge_expired, signer.checkpoint,
                                                app.state.cybertip.draft_pending,
                                                app.state.cybertip.send_confirmed,
+                                               settle_ncii_media,
                                                dsa.submit_due])
         retries = threading.Thread(target=worker.run, args=(stop,), name="case-worker",
                                    daemon=True)

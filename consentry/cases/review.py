@@ -28,7 +28,7 @@ from consentry.errors import Conflict, NotFound, TooManyAttempts
 from consentry.evidence import Vault
 from consentry.evidence.fields import Column, is_sealed, with_quotes
 from consentry.people.roles import DECIDE, LEAD_DASHBOARDS, SEE_RESTRICTED
-from consentry.policy.routing import Queue
+from consentry.policy.routing import NCII_CLAUSES, Queue
 from consentry.store import Database
 from consentry.store.models import (
     Appeal,
@@ -336,6 +336,26 @@ class ReviewQueues:
         if data is None:
             raise ItemGone(f"item {item_id} has no image {position}")
         return data, reasons
+
+    def drop_settled_media(self, appeal_window: timedelta) -> int:
+        """NCII evidence keeps its hashes and metadata only, once its decision is
+        settled: the image bytes of a refused or held II-1/II-2/II-3 request are dropped
+        when its appeal window has closed and no review of it (the request itself, or an
+        appeal of it) is open. Legal holds keep theirs. Returns how many requests."""
+        if self._vault is None:
+            return 0
+        checks = self._vault.with_content("check_media", NCII_CLAUSES,
+                                          self._clock() - appeal_window)
+        with self.db.transaction() as s:
+            subjects = [*checks, *(f"check:{c}" for c in checks)]
+            open_reviews = {str(subject).removeprefix("check:") for subject in s.scalars(
+                select(ReviewItem.subject).where(ReviewItem.status == "open",
+                                                 ReviewItem.subject.in_(subjects)))}
+        settled = [c for c in checks if c not in open_reviews]
+        for check_id in settled:
+            self._vault.drop_content("check_media", check_id, actor="system",
+                                     reason="NCII decision settled: image bytes not kept")
+        return len(settled)
 
     def image(self, check_id: str, position: int, *, why: str) -> bytes | None:
         """One image of a check, for the service's own work (hashing it for a bank)."""

@@ -69,6 +69,15 @@ def seals(column: Column, value: str | None) -> bool:
                                 and str(value).startswith("account:"))
 
 
+def _held() -> Any:
+    """An item a hold in force covers (the item itself, or its account)."""
+    return or_(exists().where(EvidenceHold.item_id == EvidenceItem.id,
+                              EvidenceHold.lifted_at.is_(None)),
+               exists().where(and_(EvidenceHold.account_id.is_not(None),
+                                   EvidenceHold.account_id == EvidenceItem.account_id,
+                                   EvidenceHold.lifted_at.is_(None))))
+
+
 class EvidenceGone(NotFound):
     code = "evidence_not_found"
 
@@ -423,20 +432,24 @@ class Vault:
                 audit.record(s, "evidence.content_dropped", row.id, actor, reason=reason)
             return len(rows)
 
+    def with_content(self, subject_kind: str, clauses: frozenset[str], before: datetime,
+                     limit: int = 500) -> list[str]:
+        """Subjects of a kind whose unheld items under these clauses, sealed before
+        ``before``, still hold content (what ``drop_content`` would act on)."""
+        with self.db.transaction() as s:
+            return list(s.scalars(select(EvidenceItem.subject).where(
+                EvidenceItem.subject_kind == subject_kind, EvidenceItem.clause.in_(clauses),
+                EvidenceItem.content.is_not(None), EvidenceItem.created_at <= before,
+                ~_held()).distinct().limit(limit)))
+
     def purge_expired(self) -> int:
         """Purge every item past its retention that no hold covers; how many."""
         now = self._clock()
         purged = 0
         with self.db.transaction() as s:
-            held_item = exists().where(EvidenceHold.item_id == EvidenceItem.id,
-                                       EvidenceHold.lifted_at.is_(None))
-            held_account = exists().where(and_(
-                EvidenceHold.account_id.is_not(None),
-                EvidenceHold.account_id == EvidenceItem.account_id,
-                EvidenceHold.lifted_at.is_(None)))
             rows = list(s.scalars(select(EvidenceItem).where(
                 EvidenceItem.purged_at.is_(None), EvidenceItem.retain_until <= now,
-                ~or_(held_item, held_account)).limit(1000).with_for_update()))
+                ~_held()).limit(1000).with_for_update()))
             for row in rows:
                 row.content = row.sealed_metadata = row.wrapped_key = None
                 row.purged_at = now

@@ -18,6 +18,9 @@ from typing import Final
 from consentry.policy.evaluate import Ruling
 
 CHILD_SAFETY_CLAUSES: Final = frozenset({"CS-1", "KM-1"})
+# Intimate images of real people: their evidence keeps hashes and metadata only, once
+# the decision can no longer change (the image bytes are not kept longer than needed).
+NCII_CLAUSES: Final = frozenset({"II-1", "II-2", "II-3"})
 
 
 class Queue(StrEnum):

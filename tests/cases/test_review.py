@@ -360,3 +360,36 @@ def test_confirming_an_image_refusal_banks_it_and_overturning_one_restores_it(
     decide(people["mia"], [restore], Decision.OVERTURN, "OK-1", "a landscape, no nudity")
     desk["takedowns"].dispatch()
     assert ("restore", "post-a2") in [(r.action, r.content_id) for r in platform.received]
+
+
+def test_ncii_image_bytes_go_once_the_decision_is_settled_and_child_safety_bytes_stay(
+        gate, desk, people, photos, clock):
+    from datetime import timedelta
+
+    from consentry.store.models import ReviewItem
+
+    queues, decide, window = desk["queues"], desk["decisions"], timedelta(days=14)
+    ncii = gate.check_generation("put her in a bikini", [photos["astronaut"]], "n1")
+    child = gate.check_generation("make the schoolgirl in this photo wear lingerie",
+                                  [photos["hopper"]], "n2")
+    assert (ncii.policy.clause, child.policy.clause) == ("II-1", "CS-1")
+    desk["appeals"].file(ncii.appeal.token, "It is a photo of me on holiday, nothing more.")
+    assert queues.drop_settled_media(window) == 0  # the appeal window is open
+    clock.advance(days=15)
+    assert queues.drop_settled_media(window) == 0  # and an appeal of it still is
+    with gate.db.transaction() as s:
+        pending = list(s.scalars(select(ReviewItem.id).where(
+            ReviewItem.status == "open",
+            ReviewItem.subject.in_([ncii.id, f"check:{ncii.id}"]))))
+    assert pending
+    for item_id in pending:
+        [done] = decide.decide(people["noah"], [item_id], Decision.UPHOLD, "II-1", WHY)
+        assert done.decided, done.problem
+    assert queues.drop_settled_media(window) == 1
+    # The hashes and metadata stay; the bytes are gone. Child-safety evidence is kept whole.
+    [kept] = gate.vault.items(subject_kind="check_media", subject=ncii.id)
+    assert not kept.has_content and kept.content_sha256
+    assert gate.vault.media(ncii.id, 0, actor="test", why="checking the dropped bytes") is None
+    assert gate.vault.media(child.id, 0, actor="test", why="checking the kept bytes") == \
+        photos["hopper"]
+    assert queues.drop_settled_media(window) == 0
