@@ -29,9 +29,16 @@ from consentry.http.deps import parse_networks
 from consentry.http.headers import CONSOLE_HEADERS, PathHeaders
 from consentry.people import People
 from consentry.reporting.cybertip_desk import CyberTipDesk
+from consentry.reporting.law_enforcement import LawEnforcementDesk
 from consentry.store import Database
 from consentry.web import appeals as appeal_pages
-from consentry.web import console_auth, console_banks, console_reports, console_review
+from consentry.web import (
+    console_auth,
+    console_banks,
+    console_law_enforcement,
+    console_reports,
+    console_review,
+)
 from consentry.web import takedown as takedown_pages
 from consentry.web.takedown import STATIC_DIR
 
@@ -85,6 +92,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         # chain's head signed when due.
         signer = signer_for(g.db, settings)
         app.state.cybertip = CyberTipDesk(g.db, vault, settings=settings, clock=svc.now)
+        app.state.law_enforcement = LawEnforcementDesk(g.db, vault, signer, clock=svc.now)
         # Reports to NCMEC are drafted from sealed evidence, and sent once confirmed.
         worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune,
                                                vault.purge_expired, signer.checkpoint,
@@ -119,6 +127,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app.include_router(console_banks.router)
     app.include_router(console_review.router)
     app.include_router(console_reports.router)
+    app.include_router(console_law_enforcement.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)
