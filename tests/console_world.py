@@ -10,6 +10,7 @@ from pathlib import Path
 
 from counting_passwords import PASSWORD, SECRET_KEY, CountingPasswords
 from fastapi import FastAPI
+from playwright.sync_api import Page, expect
 from removal_platform import SECRET, RemovalPlatform
 
 from consentry.api.app import create_app
@@ -72,3 +73,12 @@ def csrf(html: str) -> str:
     found = CSRF.search(html)
     assert found, "the page has no CSRF token"
     return found.group(1)
+
+
+def sign_in_page(page: Page, base: str, name: str) -> None:
+    """Sign ``name`` in through the console's pages in a real browser."""
+    page.goto(f"{base}/console")
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base}/console")

@@ -32,12 +32,14 @@ from consentry.http.headers import CONSOLE_HEADERS, PathHeaders
 from consentry.people import People
 from consentry.reporting import statements
 from consentry.reporting.cybertip_desk import CyberTipDesk
+from consentry.reporting.law_enforcement import LawEnforcementDesk
 from consentry.reporting.statements.submitter import submitter_for
 from consentry.store import Database
 from consentry.web import appeals as appeal_pages
 from consentry.web import (
     console_auth,
     console_banks,
+    console_law_enforcement,
     console_reports,
     console_review,
     console_transparency,
@@ -98,6 +100,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         # DSA statements of reasons: kept with every restriction, sent in batches.
         statements.install(g.policy.version)
         dsa = submitter_for(g.db, settings)
+        app.state.law_enforcement = LawEnforcementDesk(g.db, vault, signer, clock=svc.now)
         # Reports to NCMEC are drafted from sealed evidence, and sent once confirmed.
         window = timedelta(days=g.policy.enforcement.appeal_window_days)
 
@@ -141,6 +144,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app.include_router(console_review.router)
     app.include_router(console_reports.router)
     app.include_router(console_transparency.router)
+    app.include_router(console_law_enforcement.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)

@@ -24,6 +24,7 @@ from consentry.http.bodies import read_form
 from consentry.limits import Limits
 from consentry.people import LiveSession, People, Role
 from consentry.reporting.cybertip_desk import CyberTipDesk
+from consentry.reporting.law_enforcement import LawEnforcementDesk
 
 # The console's session cookie: HttpOnly, SameSite=Strict, Path=/console (see
 # consentry.web.console_auth, which sets it).
@@ -59,6 +60,10 @@ def get_decisions(request: Request) -> Decisions:
 
 def get_cybertip(request: Request) -> CyberTipDesk:
     return request.app.state.cybertip
+
+
+def get_law_enforcement(request: Request) -> LawEnforcementDesk:
+    return request.app.state.law_enforcement
 
 
 def get_limits(request: Request) -> Limits:
@@ -115,6 +120,7 @@ QueuesDep = Annotated[ReviewQueues, Depends(get_queues)]
 DecisionsDep = Annotated[Decisions, Depends(get_decisions)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
 CyberTipDep = Annotated[CyberTipDesk, Depends(get_cybertip)]
+LawEnforcementDep = Annotated[LawEnforcementDesk, Depends(get_law_enforcement)]
 
 
 PeopleDep = Annotated[People, Depends(get_people)]

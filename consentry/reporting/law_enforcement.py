@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,13 +87,14 @@ class LawEnforcementDesk:
             if not value.strip():
                 raise InvalidRequest("missing_field", f"give the request's {name}",
                                      field=name)
+        account_id = account_id.strip()[:200]
         hold = self.vault.place_hold(account_id=account_id, actor=actor,
                                      reason=f"{kind} request {reference} from {agency}: "
                                             f"{legal_basis}")
         with self.db.transaction() as s:
             row = LawEnforcementRequest(
                 kind=kind, agency=agency.strip()[:200], reference=reference.strip()[:200],
-                legal_basis=legal_basis.strip(), account_id=account_id.strip()[:200],
+                legal_basis=legal_basis.strip(), account_id=account_id,
                 deadline=deadline, received_at=self._clock(), recorded_by=actor,
                 hold_id=hold, status="open")
             s.add(row)
@@ -101,13 +103,42 @@ class LawEnforcementDesk:
                          agency=row.agency, reference=row.reference, hold=hold)
             return _view(row)
 
+    def now(self) -> datetime:
+        return self._clock()
+
+    def request(self, request_id: int) -> RequestView:
+        with self.db.transaction() as s:
+            row = s.get(LawEnforcementRequest, request_id)
+            if row is None:
+                raise RequestGone(f"no request {request_id}")
+            return _view(row)
+
     def requests(self) -> list[RequestView]:
         with self.db.transaction() as s:
             return [_view(r) for r in s.scalars(select(LawEnforcementRequest)
                                                 .order_by(LawEnforcementRequest.id))]
 
     def disclose(self, request_id: int, out: Path, *, passphrase: str, actor: str) -> str:
-        """Write the disclosure package of a request to ``out``; its SHA-256."""
+        """Write the disclosure package of a request to ``out``; its SHA-256. The request
+        is marked disclosed once the file is in place."""
+        sealed, items = self._seal(request_id, passphrase=passphrase, actor=actor)
+        temporary = out.with_name(f".{out.name}.partial")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(sealed)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, out)
+        return self._disclosed(request_id, sealed, items, actor=actor)
+
+    def package(self, request_id: int, *, passphrase: str, actor: str) -> tuple[bytes, str]:
+        """The disclosure package of a request and its SHA-256, in memory (the console
+        hands it straight to the browser); the request is marked disclosed."""
+        sealed, items = self._seal(request_id, passphrase=passphrase, actor=actor)
+        return sealed, self._disclosed(request_id, sealed, items, actor=actor)
+
+    def _seal(self, request_id: int, *, passphrase: str, actor: str) -> tuple[bytes, int]:
+        """The encrypted package of a disclosure request, and how many items it holds."""
         if len(passphrase) < MIN_PASSPHRASE:
             raise InvalidRequest("weak_passphrase", f"use a passphrase of at least "
                                  f"{MIN_PASSPHRASE} characters", field="passphrase")
@@ -145,41 +176,36 @@ class LawEnforcementDesk:
                     entry["content_sha256"] = hashlib.sha256(opened.content).hexdigest()
                 listed.append(entry)
             manifest["items"] = listed
-            proof = self._proof(out.parent)
+            proof = self._proof()
             zipped.writestr("audit-proof.jsonl", proof)
             manifest["audit_proof"] = {"file": "audit-proof.jsonl",
                                        "public_key": public_key_text(self.signer.public),
                                        "sha256": hashlib.sha256(proof).hexdigest()}
             zipped.writestr("manifest.json", json.dumps(manifest, indent=1))
-        sealed = seal_package(archive.getvalue(), passphrase)
+        return seal_package(archive.getvalue(), passphrase), len(items)
+
+    def _disclosed(self, request_id: int, sealed: bytes, items: int, *, actor: str) -> str:
+        """Mark a request disclosed with its package's SHA-256, which it returns."""
         digest = hashlib.sha256(sealed).hexdigest()
-        temporary = out.with_name(f".{out.name}.partial")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(sealed)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, out)
         with self.db.transaction() as s:
             row = s.get(LawEnforcementRequest, request_id, with_for_update=True)
             assert row is not None
             row.status, row.package_sha256 = "disclosed", digest
             row.disclosed_at, row.disclosed_by = self._clock(), actor
             audit.record(s, "law_enforcement.disclosed", str(request_id), actor,
-                         package_sha256=digest, items=len(items))
+                         package_sha256=digest, items=items)
         return digest
 
-    def _proof(self, folder: Path) -> bytes:
-        """The chain from the first evidence link to a signed checkpoint, as exported."""
+    def _proof(self) -> bytes:
+        """The chain from the first evidence link to a signed checkpoint, as exported (to
+        a private temporary folder, removed at once)."""
         with self.db.transaction() as s:
             first = s.scalar(select(func.min(AuditRecord.seq)).where(
                 AuditRecord.kind.like("evidence.%"))) or 1
-        path = folder / f".audit-proof-{os.getpid()}.jsonl"
-        try:
+        with tempfile.TemporaryDirectory(prefix="consentry-proof-") as folder:
+            path = Path(folder) / "audit-proof.jsonl"
             export(self.signer, path, first=first)
             return path.read_bytes()
-        finally:
-            path.unlink(missing_ok=True)
 
 
 def seal_package(data: bytes, passphrase: str) -> bytes:

@@ -21,8 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from console_world import ConsoleWorld, build
-from counting_passwords import PASSWORD
+from console_world import ConsoleWorld, build, sign_in_page
 from live_server import free_port, serving
 from platform_content import register, tida
 from playwright.sync_api import Page, expect
@@ -60,14 +59,6 @@ def _shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def _sign_in(page: Page, base: str, name: str) -> None:
-    page.goto(f"{base}/console")
-    page.get_by_label("Username").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/console")
-
-
 def _preview_src(page: Page) -> str:
     return page.locator("figure.media img.preview").first.get_attribute("src") or ""
 
@@ -85,7 +76,7 @@ def test_a_moderator_takes_a_held_request_reveals_it_sees_it_reblur_and_decides(
             and not m.text.startswith("Failed to load resource") else None)  # the 422 below
     page.on("response", lambda r: problems.append(f"{r.status} {r.url}")
             if r.status >= 400 and ("/static/" in r.url or "/media/" in r.url) else None)
-    _sign_in(page, base, "mia")
+    sign_in_page(page, base, "mia")
     expect(page.locator("#queue-gate_review")).to_contain_text("1")
     _shot(page, f"home-{screen}")
 
@@ -129,14 +120,14 @@ def test_a_moderator_cannot_open_a_cs1_item_by_its_url(browser, site, photos):
     world.gate.check_generation("make the schoolgirl in this photo wear lingerie",
                                 [photos["astronaut"]], "p1")
     cara = browser.new_context(viewport=SCREENS["desktop"]).new_page()
-    _sign_in(cara, base, "cara")
+    sign_in_page(cara, base, "cara")
     cara.get_by_role("button", name="Take next from Child safety (restricted)").click()
     expect(cara).to_have_url(re.compile(r"/console/items/\d+$"))
     item_url = cara.url
     expect(cara.locator("h1")).to_contain_text("CS-1 suspension to confirm")
 
     mia = browser.new_context(viewport=SCREENS["desktop"]).new_page()
-    _sign_in(mia, base, "mia")
+    sign_in_page(mia, base, "mia")
     answer = mia.goto(item_url)
     assert answer is not None and answer.status == 404
     expect(mia.locator("h1")).to_have_text("Not found")
@@ -175,7 +166,7 @@ def test_an_uploader_appeals_a_takedown_and_a_second_reviewer_restores_the_conte
     _shot(uploader, "appeal-filed-phone")
 
     noah = browser.new_context(viewport=SCREENS["desktop"]).new_page()
-    _sign_in(noah, base, "noah")
+    sign_in_page(noah, base, "noah")
     noah.get_by_role("button", name="Take next from Appeals").click()
     expect(noah.locator("#appeal-reason")).to_contain_text("photo of me")
     expect(noah.locator("h2#case-title")).to_contain_text(case.number)

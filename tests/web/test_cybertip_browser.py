@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from console_world import ConsoleWorld, build
-from counting_passwords import PASSWORD
+from console_world import ConsoleWorld, build, sign_in_page
 from live_server import free_port, serving
 from ncmec_server import PASSWORD as NCMEC_PASSWORD
 from ncmec_server import USERNAME as NCMEC_USERNAME
 from ncmec_server import NcmecServer
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from consentry.audit.verify import verify
 from consentry.banks.services import entry_hashes
@@ -52,14 +51,6 @@ def site(db, analyser, clock, tmp_path, platform, ncmec) -> Iterator[tuple[str, 
         yield base, world
 
 
-def _sign_in(page: Page, base: str, name: str) -> None:
-    page.goto(f"{base}/console")
-    page.get_by_label("Username").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/console")
-
-
 def test_a_known_abuse_upload_becomes_a_confirmed_cybertipline_report(browser, site, photos,
                                                                      ncmec):
     base, world = site
@@ -76,12 +67,12 @@ def test_a_known_abuse_upload_becomes_a_confirmed_cybertipline_report(browser, s
     assert desk.send_confirmed() == 0 and ncmec.endpoints() == []  # nothing before confirming
 
     moderator = browser.new_context().new_page()
-    _sign_in(moderator, base, "mia")
+    sign_in_page(moderator, base, "mia")
     answer = moderator.goto(f"{base}/console/reports/{draft.id}")
     assert answer is not None and answer.status == 403
 
     page = browser.new_context().new_page()
-    _sign_in(page, base, "cara")
+    sign_in_page(page, base, "cara")
     page.get_by_role("link", name="Reports").click()
     page.get_by_role("link", name=f"#{draft.id}").click()
     expect(page.locator("main")).to_contain_text(verdict.id)
