@@ -93,15 +93,15 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         record_configuration(g.db, settings, g.policy.version)
         vault = g.vault  # a missing or wrong evidence key fails here, at start
         vault.seal_plaintext()  # what versions before the vault kept in the clear
-        # Housekeeping: expired sessions pruned, evidence past retention purged, the audit
-        # chain's head signed when due.
         signer = signer_for(g.db, settings)
         app.state.cybertip = CyberTipDesk(g.db, vault, settings=settings, clock=svc.now)
         # DSA statements of reasons: kept with every restriction, sent in batches.
         statements.install(g.policy.version)
         dsa = submitter_for(g.db, settings)
         app.state.law_enforcement = LawEnforcementDesk(g.db, vault, signer, clock=svc.now)
-        # Reports to NCMEC are drafted from sealed evidence, and sent once confirmed.
+        # Hourly: sessions pruned, evidence past retention purged, the chain's head signed,
+        # settled NCII images dropped. Each round: reports to NCMEC drafted from sealed
+        # evidence and sent once confirmed, statements of reasons sent when due.
         window = timedelta(days=g.policy.enforcement.appeal_window_days)
 
         def settle_ncii_media() -> int:
@@ -109,10 +109,9 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
 
         worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune,
                                                vault.purge_expired, signer.checkpoint,
-                                               app.state.cybertip.draft_pending,
-                                               app.state.cybertip.send_confirmed,
-                                               settle_ncii_media,
-                                               dsa.submit_due])
+                                               settle_ncii_media],
+                            frequent=[app.state.cybertip.draft_pending,
+                                      app.state.cybertip.send_confirmed, dsa.submit_due])
         retries = threading.Thread(target=worker.run, args=(stop,), name="case-worker",
                                    daemon=True)
         retries.start()

@@ -18,20 +18,28 @@ _PRUNE_EVERY_ROUNDS = 720  # hourly at the default pace
 
 class CaseWorker:
     def __init__(self, takedowns: TakedownService, *, every_s: float = 5.0,
-                 housekeeping: Sequence[Callable[[], object]] = ()) -> None:
+                 housekeeping: Sequence[Callable[[], object]] = (),
+                 frequent: Sequence[Callable[[], object]] = ()) -> None:
         self.takedowns = takedowns
         self.every_s = every_s
         # Hourly chores of other parts (expired console sessions, ...).
         self.housekeeping = [takedowns.limits.prune, *housekeeping]
+        # Chores that must not wait an hour (a confirmed report to NCMEC, statements of
+        # reasons due): every round.
+        self.frequent = list(frequent)
         self._rounds = 0
 
     def run_once(self) -> tuple[int, int]:
         """One round: (intake jobs finished, callback attempts made)."""
         resumed = self.takedowns.resume_intake()
         attempts = self.takedowns.removals.dispatch()
-        if self._rounds % _PRUNE_EVERY_ROUNDS == 0:
-            for chore in self.housekeeping:
+        hourly = self._rounds % _PRUNE_EVERY_ROUNDS == 0
+        for chore in [*self.frequent, *(self.housekeeping if hourly else ())]:
+            try:
                 chore()
+            except Exception:  # noqa: BLE001 - one failing chore must not starve the others
+                _log.exception("worker chore %s failed; it runs again next time",
+                               getattr(chore, "__qualname__", chore))
         self._rounds += 1
         return resumed, attempts
 
