@@ -79,6 +79,10 @@ def _notices(gate, kind: str) -> list[SentNotice]:
 
 def test_a_held_request_is_decided_by_a_person_who_tells_the_user(gate, desk, people,
                                                                   photos, platform):
+    from consentry.reporting import statements
+    from consentry.store.models import DsaStatement
+
+    statements.install(gate.policy.version)  # as the service does at start
     held = gate.check_generation("make her look hot", [photos["astronaut"]], "u1")
     assert held.decision == "review"
     queues, decide = desk["queues"], desk["decisions"]
@@ -93,6 +97,10 @@ def test_a_held_request_is_decided_by_a_person_who_tells_the_user(gate, desk, pe
     (told,) = _notices(gate, "review_outcome")
     assert told.recipient == "account:u1" and "stays refused" in told.body
     assert "/appeals?token=ap_" in told.body
+    with gate.db.transaction() as s:  # a person's refusal has its statement of reasons
+        kept = s.get(DsaStatement, held.id)
+        assert kept is not None and kept.statement["automated_decision"] == \
+            "AUTOMATED_DECISION_NOT_AUTOMATED"
 
     other = gate.check_generation("make her look hot", [photos["astronaut"]], "u2")
     item = queues.take_next(people["noah"], "gate_review")

@@ -23,6 +23,8 @@ from consentry.store.models import (
     Account,
     CheckRecord,
     DsaStatement,
+    ReviewEvent,
+    ReviewItem,
     Strike,
     Suspension,
     TakedownCase,
@@ -49,6 +51,19 @@ def _client(server: DsaDatabase, token: str = TOKEN) -> TransparencyDatabase:
     return TransparencyDatabase(DatabaseSettings(server.url, token, timeout_s=5,
                                                  max_attempts=3),
                                 sleep=lambda _s: None)
+
+
+def _upheld(s, check_id: str, clause: str) -> None:
+    """A reviewer refuses a held request: its item and the ``decided`` event."""
+    item = ReviewItem(queue="gate_review", kind="review_verdict", subject=check_id,
+                      account_id=ACCOUNT, clause=clause, restricted=False, has_media=True,
+                      priority=1, due_at=NOW, status="closed", created_at=NOW,
+                      closed_at=NOW, outcome="upheld")
+    s.add(item)
+    s.flush()
+    s.add(ReviewEvent(item_id=item.id, kind="decided", actor_id=None, actor="mia", at=NOW,
+                      details={"decision": "uphold", "clause": clause,
+                               "rationale": "a revealing edit of a real person"}))
 
 
 def _check(s, check_id: str, *, kind: str = "generation", clause: str = "II-1",
@@ -136,8 +151,13 @@ def test_every_restriction_kind_is_kept_in_its_own_transaction(db: Database):
                      created_at=NOW, expires_at=NOW + timedelta(days=180),
                      takedown_case="TD-ABCDEF1234"))
         _check(s, "chk_held", decision="review", clause="II-1")
+        _upheld(s, "chk_held", "II-1")
         s.add(Strike(account_id=ACCOUNT, check_id="chk_held", clause="II-1", weight=1,
                      created_at=NOW, expires_at=NOW + timedelta(days=180)))
+        # Refused by a person under a clause that strikes nothing: still a restriction.
+        _check(s, "chk_held_sx", decision="review", clause="SX-1", strike=0)
+        _upheld(s, "chk_held_sx", "SX-1")
+        _check(s, "chk_held_allowed", decision="review", clause="II-1")
         s.add(Suspension(account_id=ACCOUNT, check_id="chk_refused", clause="CS-1",
                          reason="CS-1: sexualising a minor", starts_at=NOW, ends_at=None,
                          pending_review=True))
@@ -150,6 +170,8 @@ def test_every_restriction_kind_is_kept_in_its_own_transaction(db: Database):
     assert refused["source_type"] == v.SOURCE_VOLUNTARY
     held = kept["chk_held"].statement  # a person refused what the gate held
     assert held["automated_decision"] == v.NOT_AUTOMATED
+    assert kept["chk_held_sx"].statement["automated_decision"] == v.NOT_AUTOMATED
+    assert "chk_held_allowed" not in kept  # held, not (yet) refused: no restriction
     takedown = next(r for r in kept.values() if r.subject_kind == "takedown")
     assert takedown.puid.startswith("TD-ABCDEF1234-S")
     assert takedown.statement["decision_visibility"] == [v.CONTENT_REMOVED]
@@ -164,7 +186,7 @@ def test_every_restriction_kind_is_kept_in_its_own_transaction(db: Database):
     assert pending["decision_account"] == v.ACCOUNT_SUSPENDED
     assert "end_date_account_restriction" not in pending
     assert {r.status for r in kept.values()} == {"queued"}
-    assert len(kept) == 5  # 2 checks, 1 removal, 2 suspensions
+    assert len(kept) == 6  # 3 checks, 1 removal, 2 suspensions
 
     # A child-safety reviewer confirms the CS-1 suspension: a person's decision to close.
     with db.transaction() as s:

@@ -6,8 +6,8 @@ What yields a statement (``puid`` in brackets; unique within one database):
 
 - a refused check: a new ``checks`` row whose decision is ``block`` under a clause the
   database knows (``vocabulary.CLAUSES``; FC-1 and EN-1 restrict nothing new) [check id];
-- a held request a reviewer refused: its strike names a check that was not refused by
-  the gate [check id];
+- a held request a reviewer refused: the review's ``decided`` event upholding it (with or
+  without a strike: an account-less request, or a clause that strikes nothing) [check id];
 - a takedown removal: the strike its case gives each uploader [``<case>-S<strike id>``];
   the strike itself is part of the decision it came with (the database has no strike
   value), so a check's or a removal's statement says it was recorded;
@@ -27,7 +27,15 @@ from sqlalchemy.orm import Session
 
 from consentry.reporting.statements import vocabulary as v
 from consentry.reporting.statements.builder import Restriction, build, check_facts
-from consentry.store.models import CheckRecord, DsaStatement, Strike, Suspension, TakedownCase
+from consentry.store.models import (
+    CheckRecord,
+    DsaStatement,
+    ReviewEvent,
+    ReviewItem,
+    Strike,
+    Suspension,
+    TakedownCase,
+)
 
 _FOUND: Final = "consentry.statements.found"
 _LAW: Final = {"take_it_down": "the US TAKE IT DOWN Act",
@@ -99,8 +107,11 @@ def _collect(session: Session, _context: Any) -> None:
     for obj in session.new:
         if isinstance(obj, CheckRecord) and obj.decision == "block":
             found.append(("check", obj))
-        elif isinstance(obj, Strike):
+        elif isinstance(obj, Strike) and obj.takedown_case:
             found.append(("strike", obj))
+        elif (isinstance(obj, ReviewEvent) and obj.kind == "decided"
+              and (obj.details or {}).get("decision") == "uphold"):
+            found.append(("upheld", obj))
         elif isinstance(obj, Suspension):
             found.append(("suspension", obj))
     for obj in session.dirty:
@@ -122,36 +133,47 @@ def _keep(session: Session, _context: Any) -> None:
             made = _statement(session, kind, obj)
             if made is None:
                 continue
-            subject_kind, subject, restriction = made
+            subject_kind, subject, restriction, account = made
             if session.get(DsaStatement, restriction.puid) is not None:
                 continue  # kept already: idempotent by puid
             session.add(DsaStatement(
                 puid=restriction.puid, subject_kind=subject_kind, subject=subject,
-                account_id=obj.account_id, created_at=restriction.decided_at,
+                account_id=account, created_at=restriction.decided_at,
                 statement=build(restriction), status="queued", attempts=0))
 
 
-def _statement(session: Session, kind: str, obj: Any
-               ) -> tuple[str, str, Restriction] | None:
+Made = tuple[str, str, Restriction, str | None]  # subject kind, subject, statement, account
+
+
+def _statement(session: Session, kind: str, obj: Any) -> Made | None:
     if kind == "check":
         r = statement_for_check(obj)
-        return ("check", obj.id, r) if r else None
+        return ("check", obj.id, r, obj.account_id) if r else None
+    if kind == "upheld":
+        return _upheld(session, obj)
     version = _policy_version(session, obj)
     if kind == "suspension" or kind == "confirmed":
         r = statement_for_suspension(obj, version, confirmed=kind == "confirmed")
         subject = f"{obj.id}:confirmed" if kind == "confirmed" else str(obj.id)
-        return ("suspension", subject, r) if r else None
+        return ("suspension", subject, r, obj.account_id) if r else None
     strike: Strike = obj
-    if strike.takedown_case:
-        regime = session.scalar(select(TakedownCase.regime).where(
-            TakedownCase.number == strike.takedown_case)) or ""
-        return ("takedown", f"{strike.takedown_case}:{strike.id}",
-                statement_for_takedown(strike, regime, version))
-    check = session.get(CheckRecord, strike.check_id) if strike.check_id else None
+    regime = session.scalar(select(TakedownCase.regime).where(
+        TakedownCase.number == strike.takedown_case)) or ""
+    return ("takedown", f"{strike.takedown_case}:{strike.id}",
+            statement_for_takedown(strike, regime, version), strike.account_id)
+
+
+def _upheld(session: Session, event: ReviewEvent) -> Made | None:
+    """A reviewer refused a held request (a refusal the gate made has its own)."""
+    item = session.get(ReviewItem, event.item_id)
+    if item is None or item.kind != "review_verdict":
+        return None
+    check = session.get(CheckRecord, item.subject)
     if check is None or check.decision == "block":
-        return None  # the check's own statement tells of its strike
-    r = statement_for_check(check, automated=False, clause=strike.clause)
-    return ("check", check.id, r) if r else None
+        return None
+    r = statement_for_check(check, automated=False,
+                            clause=str((event.details or {}).get("clause") or check.clause))
+    return ("check", check.id, r, check.account_id) if r else None
 
 
 def _policy_version(session: Session, obj: Any) -> str:
