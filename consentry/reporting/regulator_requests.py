@@ -119,25 +119,32 @@ class RegulatorRegister:
                period_from: datetime | None = None,
                period_to: datetime | None = None) -> Attachment:
         """Record a file produced for the request by its name and SHA-256."""
-        if kind not in KINDS:
-            raise InvalidRequest("invalid_kind", f"the kind is one of {', '.join(KINDS)}",
-                                 field="kind")
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+        return self.attach_digest(request_id, path.name, digest.hexdigest(), kind=kind,
+                                  actor=actor, period_from=period_from, period_to=period_to)
+
+    def attach_digest(self, request_id: int, file_name: str, sha256: str, *, kind: str,
+                      actor: str, period_from: datetime | None = None,
+                      period_to: datetime | None = None) -> Attachment:
+        """Record a file produced for the request (kept by whoever sent it) by its name
+        and SHA-256: the register proves what was answered, not stores it."""
+        if kind not in KINDS:
+            raise InvalidRequest("invalid_kind", f"the kind is one of {', '.join(KINDS)}",
+                                 field="kind")
         now = self._clock()
         with self.db.transaction() as s:
             row = self._row(s, request_id)
-            s.add(RegulatorAttachment(request_id=row.id, file_name=path.name,
-                                      sha256=digest.hexdigest(), kind=kind,
+            s.add(RegulatorAttachment(request_id=row.id, file_name=file_name,
+                                      sha256=sha256, kind=kind,
                                       period_from=period_from, period_to=period_to,
                                       attached_at=now, attached_by=actor))
             row.updated_at, row.updated_by = now, actor
             record(s, "regulator_request.attached", str(request_id), actor,
-                   file_name=path.name, sha256=digest.hexdigest(), file_kind=kind)
-        return Attachment(path.name, digest.hexdigest(), kind, period_from, period_to, now,
-                          actor)
+                   file_name=file_name, sha256=sha256, file_kind=kind)
+        return Attachment(file_name, sha256, kind, period_from, period_to, now, actor)
 
     def requests(self, *, open_only: bool = False) -> list[RequestView]:
         """Requests by deadline, soonest first."""

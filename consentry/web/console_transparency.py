@@ -5,6 +5,7 @@ regulator requests with their countdowns (only administrators change it)."""
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,8 +119,7 @@ async def transparency_download(request: Request, user: Reader, gate: GateDep) -
     report = await run_in_threadpool(transparency_report, gate.db, period)
     text = await run_in_threadpool(render[0], report)
     name = f"transparency-{period.start.date()}-{period.end.date()}.{kind}"
-    return Response(text, media_type=render[1],
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return _download(name, text, render[1])
 
 
 @router.get("/incident", response_class=HTMLResponse)
@@ -147,18 +147,27 @@ async def incident_timeline(request: Request, user: Reader, gate: GateDep,
     return Response(await run_in_threadpool(incident_chart, built), media_type=SVG)
 
 
-@router.get("/incident/pack")
-async def incident_pack(request: Request, user: Reader, gate: GateDep,
-                        settings: SettingsDep) -> Response:
-    scope = _scope(request)
+async def _pack(gate: GateDep, settings: SettingsDep, scope: IncidentScope
+                ) -> tuple[str, bytes]:
     built = await run_in_threadpool(build_incident, signer_for(gate.db, settings), scope)
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "incident-pack.zip"
         await run_in_threadpool(write_pack, built, out)
         data = out.read_bytes()
-    name = f"incident-pack-{scope.period.start.date()}-{scope.period.end.date()}.zip"
-    return Response(data, media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return f"incident-pack-{scope.period.start.date()}-{scope.period.end.date()}.zip", data
+
+
+def _download(name: str, data: bytes | str, media_type: str) -> Response:
+    return Response(data, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "Cache-Control": "no-store"})
+
+
+@router.get("/incident/pack")
+async def incident_pack(request: Request, user: Reader, gate: GateDep,
+                        settings: SettingsDep) -> Response:
+    name, data = await _pack(gate, settings, _scope(request))
+    return _download(name, data, "application/zip")
 
 
 # -- the register -------------------------------------------------------------------------
@@ -219,3 +228,37 @@ async def request_status(request: Request, request_id: Annotated[int, PathParam(
     await run_in_threadpool(RegulatorRegister(gate.db).set_status, request_id, status,
                             actor=_actor(user))
     return RedirectResponse("/console/requests", status_code=303)
+
+
+@router.post("/requests/{id:int}/attach")
+async def request_attach(request: Request, request_id: Annotated[int, PathParam(alias="id")],
+                         user: Admin, gate: GateDep, settings: SettingsDep) -> Response:
+    """Produce an incident pack or a transparency report for the request's period, record
+    it (name and SHA-256) against the request, and hand it over as a download."""
+    await check_csrf(request, user)
+    form = await read_form(request, max_files=0, max_fields=8)
+    register = RegulatorRegister(gate.db)
+    values = {k: str(form.get(k, "")).strip() for k in ("kind", "from", "to")}
+    try:
+        period = Period.parse(values["from"], values["to"])
+        if values["kind"] == "incident_pack":
+            name, data = await _pack(gate, settings, IncidentScope(period))
+            media = "application/zip"
+        elif values["kind"] == "transparency_report":
+            report = await run_in_threadpool(transparency_report, gate.db, period)
+            text = await run_in_threadpool(transparency_html, report)
+            name, data = (f"transparency-{period.start.date()}-{period.end.date()}.html",
+                          text.encode())
+            media = "text/html; charset=utf-8"
+        else:
+            raise InvalidRequest("invalid_kind", "attach an incident pack or a transparency "
+                                 "report", field="kind")
+        await run_in_threadpool(lambda: register.attach_digest(
+            request_id, name, hashlib.sha256(data).hexdigest(), kind=values["kind"],
+            actor=_actor(user), period_from=period.start, period_to=period.end))
+    except InvalidRequest as exc:
+        message = str(exc)
+        return await _requests_page(request, user, register, status_code=422,
+                                    errors=[{"anchor": f"attach-{request_id}",
+                                             "message": message[:1].upper() + message[1:]}])
+    return _download(name, data, media)

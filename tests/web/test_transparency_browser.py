@@ -7,6 +7,7 @@ with its countdown but cannot change; a moderator reaches none of it. Screenshot
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from collections.abc import Iterator
@@ -112,6 +113,15 @@ def test_compliance_reads_the_report_and_the_pack_and_admin_keeps_the_register(
     ada.get_by_label("Deadline (UTC)").fill(deadline)
     ada.get_by_role("button", name="Record").click()
     expect(ada.get_by_text("due in 3 d")).to_be_visible()
+    # The answer: an incident pack produced for the request, its SHA-256 on the register.
+    ada.get_by_label("from", exact=True).fill(str((datetime.now(UTC) - timedelta(days=2)).date()))
+    ada.get_by_label("to", exact=True).fill(str((datetime.now(UTC) + timedelta(days=1)).date()))
+    with ada.expect_download() as attached:
+        ada.get_by_role("button", name="Download and attach").click()
+    sent = Path(attached.value.path()).read_bytes()
+    assert zipfile.ZipFile(io.BytesIO(sent)).read("manifest.json")
+    ada.goto(f"{base}/console/requests")
+    expect(ada.get_by_text(f"sha256 {hashlib.sha256(sent).hexdigest()[:12]}")).to_be_visible()
 
     cora.goto(f"{base}/console/requests")
     expect(cora.get_by_text("OFC-2026-0107")).to_be_visible()
