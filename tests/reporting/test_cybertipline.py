@@ -122,7 +122,7 @@ def test_file_details_elements_come_in_the_documented_order():
     file = reported_file(1, annotations=frozenset({FileAnnotation.GENERATIVE_AI,
                                                    FileAnnotation.INFANT}),
                          location="https://cdn.platform.example/o/1.png",
-                         ip_captures=(IpCapture("203.0.113.7", IpEvent.UPLOAD, AT),),
+                         ip_capture=IpCapture("203.0.113.7", IpEvent.UPLOAD, AT),
                          additional_info="Blocked output of a generation request")
     root = etree.fromstring(build_file_details("4564654", "0000001a", file))
     assert children(root) == [
@@ -132,6 +132,8 @@ def test_file_details_elements_come_in_the_documented_order():
         "additionalInfo"]
     # Annotations in schema order, whatever order the set iterates in.
     assert children(root.find("fileAnnotations")) == ["infant", "generativeAi"]
+    # Annotations are boolean elements in NCMEC's schema, not empty flags.
+    assert [a.text for a in root.find("fileAnnotations")] == ["true", "true"]
     assert root.findtext("industryClassification") == "A2"
     hashes = {h.get("hashType"): h.text for h in root.findall("originalFileHash")}
     assert hashes == {"MD5": file.md5, "SHA256": file.sha256}
@@ -173,6 +175,88 @@ def test_the_schema_refuses_unknown_values_and_malformed_documents():
         validate(entity, "report")
 
 
+def full_file_details() -> etree._Element:
+    """A ``<fileDetails>`` carrying every element and annotation the builder can write."""
+    file = reported_file(1, annotations=frozenset(FileAnnotation),
+                         location="https://cdn.platform.example/o/1.png",
+                         ip_capture=IpCapture("203.0.113.7", IpEvent.UPLOAD, AT,
+                                              possible_proxy=False, port=443),
+                         additional_info="Blocked output of a generation request")
+    return etree.fromstring(build_file_details("4564654", "0000001a", file))
+
+
+# The <fileDetails> order as cross-checked against Boostport/ncmec-go cybertipline/types.go
+# (generated from NCMEC's XSD), restricted to the elements Consentry writes.
+FILE_DETAILS_ORDER = [
+    "reportId", "fileId", "originalFileName", "uploadedToEspTimestamp", "locationOfFile",
+    "fileViewedByEsp", "publiclyAvailable", "fileRelevance", "fileAnnotations",
+    "industryClassification", "originalFileHash", "originalFileHash", "ipCaptureEvent",
+    "additionalInfo"]
+
+
+def test_a_full_file_details_validates_in_the_cross_checked_order():
+    root = full_file_details()
+    assert children(root) == FILE_DETAILS_ORDER
+    assert children(root.find("fileAnnotations")) == [a.value for a in FileAnnotation]
+    assert children(root.find("fileAnnotations")) == [
+        "animeDrawingVirtualHentai", "potentialMeme", "viral", "possibleSelfProduction",
+        "physicalHarm", "violenceGore", "bestiality", "liveStreaming", "infant",
+        "generativeAi"]
+    assert children(root.find("ipCaptureEvent")) == [
+        "ipAddress", "eventName", "dateTime", "possibleProxy", "port"]
+    validate(etree.tostring(root), "fileDetails")
+
+
+@pytest.mark.parametrize("index", [i for i in range(len(FILE_DETAILS_ORDER) - 1)
+                                   if FILE_DETAILS_ORDER[i] != FILE_DETAILS_ORDER[i + 1]])
+def test_file_details_out_of_order_is_refused(index):
+    root = full_file_details()
+    root.insert(index, root[index + 1])  # swap two neighbours
+    with pytest.raises(InvalidRequest) as refused:
+        validate(etree.tostring(root), "fileDetails")
+    assert refused.value.code == "schema_violation"
+
+
+def test_file_annotations_out_of_order_are_refused():
+    root = full_file_details()
+    annotations = root.find("fileAnnotations")
+    annotations.append(annotations[0])  # animeDrawingVirtualHentai moved after generativeAi
+    with pytest.raises(InvalidRequest, match="animeDrawingVirtualHentai"):
+        validate(etree.tostring(root), "fileDetails")
+
+
+def test_file_details_shapes_ncmec_refuses_are_refused_here():
+    # An annotation written as an empty flag is not a boolean.
+    root = full_file_details()
+    root.find("fileAnnotations/generativeAi").text = None
+    with pytest.raises(InvalidRequest, match="generativeAi"):
+        validate(etree.tostring(root), "fileDetails")
+    # One upload ipCaptureEvent per file.
+    root = full_file_details()
+    capture = root.find("ipCaptureEvent")
+    capture.addnext(etree.fromstring(etree.tostring(capture)))
+    with pytest.raises(InvalidRequest, match="ipCaptureEvent"):
+        validate(etree.tostring(root), "fileDetails")
+    # NCMEC's report ids are numbers.
+    with pytest.raises(InvalidRequest, match="reportId"):
+        build_file_details("R-1", "f1", reported_file(1))
+    # hashType is required.
+    root = full_file_details()
+    del root.find("originalFileHash").attrib["hashType"]
+    with pytest.raises(InvalidRequest, match="hashType"):
+        validate(etree.tostring(root), "fileDetails")
+
+
+def test_a_recovery_email_and_several_urls_per_web_page_are_accepted():
+    recovery = replace(user(), email=(Email("back@mail.example", EmailType.RECOVERY),))
+    root = etree.fromstring(build_report(replace(report(), reported_user=recovery)))
+    assert root.find("personOrUserReported/personOrUserReportedPerson/email").get(
+        "type") == "Recovery"
+    page = root.find("internetDetails/webPageIncident")
+    page.insert(1, etree.fromstring(etree.tostring(page.find("url"))))
+    validate(etree.tostring(root), "report")
+
+
 @pytest.mark.parametrize(("make", "field", "words"), [
     (lambda: Incident(IncidentType.CHILD_PORNOGRAPHY, datetime(2026, 1, 1)),
      "incident.at", "time zone"),
@@ -191,6 +275,8 @@ def test_the_schema_refuses_unknown_values_and_malformed_documents():
     (lambda: reported_file(1, annotations=frozenset({"nsfw"})), "file.annotations",
      "unknown file annotations"),
     (lambda: reported_file(1, key="has space"), "file.key", "file key"),
+    (lambda: reported_file(1, ip_capture=(IpCapture("203.0.113.7"),)), "file.ip_capture",
+     "single ipCaptureEvent"),
     (lambda: replace(report(), files=(reported_file(1), reported_file(1))), "report.files",
      "more than once"),
 ])
@@ -281,7 +367,7 @@ def test_a_report_is_sent_submit_upload_fileinfo_finish_in_order(ncmec, tipline)
         details = validate(file.details, "fileDetails")
         assert details.findtext("reportId") == progress.report_id
         assert details.findtext("fileId") == file.file_id
-        assert details.find("fileAnnotations/generativeAi") is not None
+        assert details.findtext("fileAnnotations/generativeAi") == "true"
     assert dict(progress.uploaded) == {"evidence-1": received.files[0].file_id,
                                        "evidence-2": received.files[1].file_id}
     # Progress was handed over after every step, the last one finished.

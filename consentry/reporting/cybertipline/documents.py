@@ -3,7 +3,9 @@
 validated against ``schema/cybertipline.xsd`` before they leave. Nothing here puts content
 bytes in a document: files travel only in /upload.
 
-The element order (documentation Appendix B and C; see docs/cybertipline.md for sources)::
+The element order (documentation Appendix B and C, cross-checked against an SDK generated from
+NCMEC's XSD; see docs/cybertipline.md for sources). Only the elements Consentry writes are
+listed; NCMEC's sequences hold others in between::
 
     report: incidentSummary, internetDetails*, reporter, personOrUserReported?, additionalInfo?
     incidentSummary: incidentType, escalateToHighPriority?, incidentDateTime,
@@ -15,10 +17,13 @@ The element order (documentation Appendix B and C; see docs/cybertipline.md for 
                           accountTemporarilyDisabled?, accountPermanentlyDisabled?,
                           additionalInfo?
     ipCaptureEvent: ipAddress, eventName?, dateTime?, possibleProxy?, port?
-    fileDetails: reportId, fileId, originalFileName?, uploadedToEspTimestamp?,
+    fileDetails: reportId (a number), fileId, originalFileName?, uploadedToEspTimestamp?,
                  locationOfFile?, fileViewedByEsp?, exifViewedByEsp?, publiclyAvailable?,
                  fileRelevance?, fileAnnotations?, industryClassification?,
-                 originalFileHash*, ipCaptureEvent*, additionalInfo*
+                 originalFileHash*, ipCaptureEvent?, additionalInfo*
+    fileAnnotations: animeDrawingVirtualHentai?, potentialMeme?, viral?,
+                     possibleSelfProduction?, physicalHarm?, violenceGore?, bestiality?,
+                     liveStreaming?, infant?, generativeAi? -- each a boolean
 """
 
 from __future__ import annotations
@@ -134,7 +139,8 @@ def build_report(report: CyberTipReport, *, now: datetime | None = None) -> byte
 
 
 def build_file_details(report_id: str, file_id: str, file: ReportedFile) -> bytes:
-    """The ``<fileDetails>`` document for POST /fileinfo of one uploaded file, validated."""
+    """The ``<fileDetails>`` document for POST /fileinfo of one uploaded file, validated.
+    ``report_id`` is NCMEC's (numeric) report id."""
     root = _root("fileDetails")
     _sub(root, "reportId", report_id)
     _sub(root, "fileId", file_id)
@@ -151,13 +157,13 @@ def build_file_details(report_id: str, file_id: str, file: ReportedFile) -> byte
         annotations = _sub(root, "fileAnnotations")
         for annotation in FileAnnotation:  # schema order, whatever order the set iterates in
             if annotation in file.annotations:
-                _sub(annotations, annotation.value)
+                _sub(annotations, annotation.value, _bool(True))
     if file.industry_classification is not None:
         _sub(root, "industryClassification", file.industry_classification.value)
     _sub(root, "originalFileHash", file.md5).set("hashType", HASH_TYPE_MD5)
     _sub(root, "originalFileHash", file.sha256).set("hashType", HASH_TYPE_SHA256)
-    for capture in file.ip_captures:
-        _ip_capture(_sub(root, "ipCaptureEvent"), capture)
+    if file.ip_capture is not None:
+        _ip_capture(_sub(root, "ipCaptureEvent"), file.ip_capture)
     _opt(root, "additionalInfo", file.additional_info)
     return _finish(root, "fileDetails")
 

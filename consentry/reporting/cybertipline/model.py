@@ -55,8 +55,9 @@ class IpEvent(StrEnum):
 
 
 class FileAnnotation(StrEnum):
-    """``fileAnnotations`` children, in schema order. ``GENERATIVE_AI`` marks content made or
-    altered by a generative model -- every output Consentry refuses is one."""
+    """``fileAnnotations`` children, in schema order; each is written as a boolean element set
+    to ``true``. ``GENERATIVE_AI`` marks content made or altered by a generative model -- every
+    output Consentry refuses is one."""
 
     ANIME_DRAWING_VIRTUAL_HENTAI = "animeDrawingVirtualHentai"
     POTENTIAL_MEME = "potentialMeme"
@@ -81,9 +82,12 @@ class IndustryClassification(StrEnum):
 
 
 class EmailType(StrEnum):
+    """``email/@type``."""
+
     HOME = "Home"
     WORK = "Work"
     BUSINESS = "Business"
+    RECOVERY = "Recovery"
 
 
 # ---------------------------------------------------------------- checks
@@ -246,7 +250,9 @@ class ReportedFile:
     """One file of a report, described by ``<fileDetails>``. ``key`` is the caller's stable id
     for it (the evidence item id): progress records uploads by it, so a resumed report never
     uploads the same file twice. The hashes are of the original bytes; the client checks the
-    bytes it is handed against them before uploading."""
+    bytes it is handed against them before uploading. ``ip_capture`` is the one address the
+    file was uploaded from: ``<fileDetails>`` holds at most one ``ipCaptureEvent`` (the
+    reported user's other addresses belong on ``ReportedUser.ip_captures``)."""
 
     key: str
     file_name: str
@@ -258,7 +264,7 @@ class ReportedFile:
     publicly_available: bool | None = None
     uploaded_at: datetime | None = None
     location: str | None = None
-    ip_captures: tuple[IpCapture, ...] = ()
+    ip_capture: IpCapture | None = None
     additional_info: str | None = None
     media_type: str = "application/octet-stream"
 
@@ -273,6 +279,10 @@ class ReportedFile:
             _aware(self.uploaded_at, "file.uploaded_at")
         _url(self.location, "file.location")
         _text(self.additional_info, "file.additional_info")
+        if self.ip_capture is not None and not isinstance(self.ip_capture, IpCapture):
+            raise InvalidRequest("invalid_ip_capture", "file.ip_capture is one IpCapture (the "
+                                 "upload address); NCMEC takes a single ipCaptureEvent per file",
+                                 field="file.ip_capture")
         unknown = [a for a in self.annotations if not isinstance(a, FileAnnotation)]
         if unknown:
             raise InvalidRequest("invalid_annotation", f"unknown file annotations {unknown!r}; "
