@@ -44,6 +44,7 @@ from consentry.reporting.cybertipline import (
     ReportingPerson,
     SubmissionProgress,
 )
+from consentry.reporting.cybertipline.model import TEXT_MAX
 from consentry.store import Database
 from consentry.store.models import CyberTipReport as ReportRow
 from consentry.store.models import CyberTipReportItem, EvidenceItem
@@ -231,7 +232,7 @@ class CyberTipDesk:
             files=tuple(files),
             additional_info=("Requests refused by Consentry under "
                              f"{', '.join(sorted({i.clause or '' for i in items}))}"
-                             + (f"; prompts: {' | '.join(prompts)}" if prompts else ""))[:4000])
+                             + (f"; prompts: {' | '.join(prompts)}" if prompts else ""))[:TEXT_MAX])
         progress = tipline.send(report, data, stored,
                                 on_progress=lambda p: self._progress(report_id, p))
         if not progress.finished:
