@@ -208,6 +208,12 @@ def load_lexicon(path: Path) -> Lexicon:
         for entry in value:
             if not entry.strip():
                 raise LexiconError(f"{where}: key {key!r} has an empty entry")
+            if not entry.startswith("re:") and key != "age_patterns" and not any(
+                    ch.isalpha() for ch in entry):
+                # Matching drops punctuation: a literal "18+" would match every bare 18.
+                raise LexiconError(
+                    f"{where}: key {key!r}: {entry!r} has no letters, so it would match "
+                    "bare numbers or symbols; write it as a re: pattern")
             if key == "age_patterns" or entry.startswith("re:"):
                 source = entry[3:] if entry.startswith("re:") else entry
                 try:

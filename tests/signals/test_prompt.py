@@ -67,6 +67,7 @@ def test_unknown_key_is_rejected_naming_file_and_key(tmp_path: Path) -> None:
         ("language: xx\nage_patterns: ['\\d+ anos']\n", "exactly one group"),
         ("language: xx\nschool: ['re:(unclosed']\n", "bad regular expression"),
         ("language: xx\nspaced: maybe\n", "'spaced' must be true or false"),
+        ("language: xx\nnsfw: ['18+']\n", "has no letters"),
     ],
 )
 def test_malformed_lexicons_fail_with_a_clear_error(
@@ -249,6 +250,9 @@ def test_requests_that_sexualise_are_recognised(prompt: str, concept: Concept) -
         "strap on her backpack",
         "fix her bra strap",
         "make her hair wet",
+        "a lighthouse at dusk, number 18",  # "18+" is a rating; a bare 18 is a number
+        "bus 18 to the station",
+        "she is 18 in this photo, add a graduation cap",
     ],
 )
 def test_ordinary_edits_and_scenes_have_no_sexual_finding(prompt: str) -> None:
