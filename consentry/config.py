@@ -42,6 +42,9 @@ class Settings:
     thread_ttl_s: float = 86400.0
     # The semantic layer (multilingual sentence encoder + exemplars) on the cascade.
     semantic_layer: bool = True
+    # Checks that cost the account nothing are recorded in batches, one transaction for
+    # many (consentry.store.batching); each still answered only once durable.
+    batch_records: bool = False
     # The image decoding sandbox (consentry.signals.sandbox): worker processes (None: one
     # per core), the address space each may map, and how many images may wait for one
     # (None: 4 per worker) before a request is answered 503.
@@ -180,6 +183,8 @@ class Settings:
             thread_ttl_s=_number(env, "CONSENTRY_THREAD_TTL_S", 86400.0),
             semantic_layer=env.get("CONSENTRY_SEMANTIC_LAYER", "1").lower()
             not in {"0", "false", "no", "off"},
+            batch_records=env.get("CONSENTRY_BATCH_RECORDS", "").lower()
+            in {"1", "true", "yes", "on"},
             decode_workers=_optional_int(env, "CONSENTRY_DECODE_WORKERS"),
             decode_memory_mb=1536 if memory_mb is None else memory_mb,
             decode_queue=_optional_int(env, "CONSENTRY_DECODE_QUEUE"),

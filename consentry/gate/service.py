@@ -75,6 +75,7 @@ from consentry.signals.semantic import (
     semantic_encoder_name,
 )
 from consentry.store import Database
+from consentry.store.batching import BatchWriter
 from consentry.store.models import CheckMedia, CheckRecord
 from consentry.store.review import open_item
 from consentry.store.threads import recent_turns, remember_turn
@@ -146,6 +147,8 @@ class Gate:
         self._pool = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="consentry-analysis"
         )
+        # Group commit for checks that cost nothing (CONSENTRY_BATCH_RECORDS).
+        self._batch = BatchWriter(db) if self.settings.batch_records else None
 
     # -- public API -----------------------------------------------------------------
 
@@ -341,6 +344,8 @@ class Gate:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._batch is not None:
+            self._batch.close()  # what is queued is written first
         if self._banks is not None:
             self._banks.close()
         loading = self._models
@@ -572,67 +577,78 @@ class Gate:
         # Also where a prompt or a thread's turn is kept: both are sealed.
         vault = self.vault if keep_evidence or turn is not None else None
         consequence = Consequence()
+        costly = bool(account) and costs_anything(ruling, self.policy)
+
+        def write(session: Session) -> Verdict:
+            nonlocal standing, consequence
+            if account:
+                ensure_account(session, account, now, lock=costly)
+                if costly or standing is None:
+                    standing = load_standing(session, account, now)
+                consequence = consequence_of(ruling, standing, self.policy, now)
+                if turn is not None and turn.evasion_of and not (
+                        consequence.permanent or consequence.pending_review):
+                    # A near-identical retry of a refusal: the same attempt, struck once.
+                    consequence = Consequence()
+                standing = standing_after(standing, consequence)
+            preserved = preserve and vault is not None and self._preserve(
+                session, vault, check_id, kind, ruling, prompt,
+                images if sealed is None else sealed, account, now)
+            verdict = self._verdict(check_id, kind, ruling, consequence, standing, now,
+                                    preserved=preserved)
+            session.add(CheckRecord(
+                id=check_id, kind=kind, account_id=account, idempotency_key=key,
+                created_at=now, decision=ruling.decision, category=verdict.category,
+                clause=ruling.clause, policy_version=self.policy.version,
+                prompt=vault.fields.seal(_storable(prompt), Column.CHECK_PROMPT)
+                if vault is not None and keep_evidence and prompt else None,
+                prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else None,
+                image_sha256=digests, request_sha256=request, content_id=content_id,
+                verdict=without_quotes(verdict.model_dump(mode="json")),
+                latency_ms=(time.perf_counter() - started) * 1000,
+            ))
+            session.flush()  # the media and strike rows refer to this row
+            if keep_evidence and vault is not None:
+                # For the reviewers: the bytes sealed in the vault, a reference here.
+                for i, (d, data) in enumerate(zip(kept, images, strict=True)):
+                    sealed_id = vault.seal(
+                        session, subject_kind="check_media", subject=check_id,
+                        content=data, metadata={"check": check_id, "position": i},
+                        clause=ruling.clause, account_id=account, position=i,
+                        content_sha256=d, actor="gate")
+                    session.add(CheckMedia(check_id=check_id, position=i, sha256=d,
+                                           evidence_id=sealed_id))
+            if account:
+                record_consequence(session, account, ruling.clause, consequence, check_id,
+                                   now)
+            if turn is not None and vault is not None:
+                remember_turn(
+                    session, thread_id=turn.thread, check_id=check_id, account=account,
+                    now=now, ttl=timedelta(seconds=self.settings.thread_ttl_s),
+                    prompt=vault.fields.seal(_storable(turn.prompt), Column.TURN_PROMPT),
+                    image_sha256=turn.image_sha256,
+                    faces=[(f.box, f.age) for img in turn.images for f in img.faces],
+                    nsfw=max((img.nsfw for img in turn.images), default=0.0),
+                    decision=ruling.decision, clause=ruling.clause,
+                    evasion_of=turn.evasion_of)
+            routing = route_check(ruling, pending_review=consequence.pending_review,
+                                  image_only=image_only,
+                                  has_media=keep_evidence and bool(images))
+            if routing is not None:
+                open_item(session, queue=routing.queue, kind=routing.kind,
+                          subject=check_id, account_id=account, clause=ruling.clause,
+                          restricted=routing.restricted, has_media=routing.has_media,
+                          priority=routing.priority, due_at=now + routing.sla, now=now)
+            return verdict
+
         try:
-            with self.db.transaction() as session:
-                if account:
-                    costly = costs_anything(ruling, self.policy)
-                    ensure_account(session, account, now, lock=costly)
-                    if costly or standing is None:
-                        standing = load_standing(session, account, now)
-                    consequence = consequence_of(ruling, standing, self.policy, now)
-                    if turn is not None and turn.evasion_of and not (
-                            consequence.permanent or consequence.pending_review):
-                        # A near-identical retry of a refusal: the same attempt, struck once.
-                        consequence = Consequence()
-                    standing = standing_after(standing, consequence)
-                preserved = preserve and vault is not None and self._preserve(
-                    session, vault, check_id, kind, ruling, prompt,
-                    images if sealed is None else sealed, account, now)
-                verdict = self._verdict(check_id, kind, ruling, consequence, standing, now,
-                                        preserved=preserved)
-                session.add(CheckRecord(
-                    id=check_id, kind=kind, account_id=account, idempotency_key=key,
-                    created_at=now, decision=ruling.decision, category=verdict.category,
-                    clause=ruling.clause, policy_version=self.policy.version,
-                    prompt=vault.fields.seal(_storable(prompt), Column.CHECK_PROMPT)
-                    if vault is not None and keep_evidence and prompt else None,
-                    prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else None,
-                    image_sha256=digests, request_sha256=request, content_id=content_id,
-                    verdict=without_quotes(verdict.model_dump(mode="json")),
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                ))
-                session.flush()  # the media and strike rows refer to this row
-                if keep_evidence and vault is not None:
-                    # For the reviewers: the bytes sealed in the vault, a reference here.
-                    for i, (d, data) in enumerate(zip(kept, images, strict=True)):
-                        sealed_id = vault.seal(
-                            session, subject_kind="check_media", subject=check_id,
-                            content=data, metadata={"check": check_id, "position": i},
-                            clause=ruling.clause, account_id=account, position=i,
-                            content_sha256=d, actor="gate")
-                        session.add(CheckMedia(check_id=check_id, position=i, sha256=d,
-                                               evidence_id=sealed_id))
-                if account:
-                    record_consequence(session, account, ruling.clause, consequence, check_id,
-                                       now)
-                if turn is not None and vault is not None:
-                    remember_turn(
-                        session, thread_id=turn.thread, check_id=check_id, account=account,
-                        now=now, ttl=timedelta(seconds=self.settings.thread_ttl_s),
-                        prompt=vault.fields.seal(_storable(turn.prompt), Column.TURN_PROMPT),
-                        image_sha256=turn.image_sha256,
-                        faces=[(f.box, f.age) for img in turn.images for f in img.faces],
-                        nsfw=max((img.nsfw for img in turn.images), default=0.0),
-                        decision=ruling.decision, clause=ruling.clause,
-                        evasion_of=turn.evasion_of)
-                routing = route_check(ruling, pending_review=consequence.pending_review,
-                                      image_only=image_only,
-                                      has_media=keep_evidence and bool(images))
-                if routing is not None:
-                    open_item(session, queue=routing.queue, kind=routing.kind,
-                              subject=check_id, account_id=account, clause=ruling.clause,
-                              restricted=routing.restricted, has_media=routing.has_media,
-                              priority=routing.priority, due_at=now + routing.sla, now=now)
+            if self._batch is not None and not costly:
+                # Costs the account nothing: recorded with others in one transaction.
+                verdict = self._batch.write(write)
+            else:
+                # A strike or a suspension reads the account under a lock: on its own.
+                with self.db.transaction() as session:
+                    verdict = write(session)
         except IntegrityError:
             # A concurrent retry with the same idempotency key won the race: answer as it did.
             if account and key and (

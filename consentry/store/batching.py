@@ -1,0 +1,146 @@
+"""Group commit: many requests' writes made durable by one transaction.
+
+A check's record is a handful of rows; committing each on its own makes the commit (an
+fsync on SQLite, a round trip and a WAL flush on PostgreSQL, and the audit chain's head
+lock on both) the cost that caps throughput. ``BatchWriter`` queues each request's write
+(a function of a session) and one thread writes what has queued, up to ``max_batch`` at a
+time, in a single transaction, each write in a savepoint of its own so that one failing
+write (a duplicate idempotency key) fails only its request.
+
+The caller waits until its write is committed: a verdict is only ever returned once it is
+durable. Nothing is dropped: a full queue makes callers wait (back-pressure), and a write
+that cannot be queued or committed in time raises ``Unavailable`` (HTTP 503, "not
+checked"), so the request fails closed rather than being answered from memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from consentry.errors import Unavailable
+from consentry.store.database import Database
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_STOP: Final = object()
+
+
+@dataclass(eq=False)
+class _Write(Generic[T]):
+    write: Callable[[Session], T]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: T | None = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    batches: int
+    writes: int
+    queued: int
+
+
+class BatchWriter:
+    def __init__(self, db: Database, *, max_batch: int = 256, max_wait_s: float = 0.002,
+                 capacity: int = 4096, timeout_s: float = 5.0) -> None:
+        if max_batch < 1 or capacity < max_batch:
+            raise ValueError("max_batch must be at least 1 and at most capacity")
+        self.db = db
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.timeout_s = timeout_s
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self._batches = self._writes = 0
+        self._thread = threading.Thread(target=self._run, name="batch-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, write: Callable[[Session], T]) -> T:
+        """Run ``write`` in a shared transaction and return its result once committed.
+        Its exception (raised inside its savepoint) is raised here; ``Unavailable`` when
+        it could not be queued or committed within ``timeout_s``."""
+        job: _Write[T] = _Write(write)
+        try:
+            self._queue.put(job, timeout=self.timeout_s)
+        except queue.Full:
+            raise Unavailable("too many checks are waiting to be recorded; nothing was "
+                              "checked, try again", code="busy") from None
+        if not job.done.wait(self.timeout_s):
+            # It may still be committed later; the caller's retry with the same
+            # idempotency key is then answered from the record.
+            raise Unavailable("the check could not be recorded in time; it was not "
+                              "answered, try again with the same idempotency key",
+                              code="busy")
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[return-value]
+
+    @property
+    def stats(self) -> BatchStats:
+        return BatchStats(self._batches, self._writes, self._queue.qsize())
+
+    def close(self) -> None:
+        """Write what is queued, then stop."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout=self.timeout_s * 2)
+
+    # -- the writing thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Write[Any]] = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    job = self._queue.get(timeout=self.max_wait_s)
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    stop = True
+                    break
+                batch.append(job)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Write[Any]]) -> None:
+        try:
+            with self.db.transaction() as s:
+                for job in batch:
+                    self._one(s, job)
+            self._batches += 1
+            self._writes += len(batch)
+        except Exception as exc:  # noqa: BLE001 - the commit failed: none is durable
+            log.warning("a batch of %d writes failed to commit: %s", len(batch),
+                        type(exc).__name__)
+            for job in batch:
+                if job.error is None:
+                    job.error, job.result = exc, None
+        finally:
+            for job in batch:
+                job.done.set()
+
+    @staticmethod
+    def _one(s: Session, job: _Write[Any]) -> None:
+        # What hooks keep in session.info for the commit (audit links, statements of
+        # reasons): a write rolled back must leave none of its own behind, and must not
+        # take the others' with it (a rollback hook may clear them all).
+        kept = {k: list(v) if isinstance(v, list) else v for k, v in s.info.items()}
+        try:
+            with s.begin_nested():
+                job.result = job.write(s)
+                s.flush()
+                s.flush()  # rows that flush hooks added
+        except Exception as exc:  # noqa: BLE001 - this write fails alone
+            job.error = exc
+            s.info.clear()
+            s.info.update(kept)
