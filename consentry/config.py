@@ -96,6 +96,9 @@ class Settings:
     evidence_keys: str | None = field(default=None, repr=False)
     # How long sealed evidence is kept (18 USC 2258A as extended: one year), unless held.
     evidence_retention_days: int = 365
+    # How long allowed checks are kept in the database (None: for ever). Refused and held
+    # checks are evidence and stay; long-term figures come from the analytics engine.
+    check_retention_days: int | None = None
     # NCMEC's CyberTipline (consentry.reporting.cybertip_desk): where and as whom reports
     # are sent, and who at the platform NCMEC may contact. Unset: reports are drafted and
     # confirmed, and wait to be sent.
@@ -210,6 +213,7 @@ class Settings:
             cybertip_reporter_email=env.get("CONSENTRY_CYBERTIP_REPORTER_EMAIL") or None,
             evidence_retention_days=_optional_int(env, "CONSENTRY_EVIDENCE_RETENTION_DAYS")
             or 365,
+            check_retention_days=_optional_int(env, "CONSENTRY_CHECK_RETENTION_DAYS"),
             dsa_url=(env.get("CONSENTRY_DSA_URL") or "").rstrip("/") or None,
             dsa_token=env.get("CONSENTRY_DSA_TOKEN") or None,
         )

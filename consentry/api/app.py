@@ -35,6 +35,7 @@ from consentry.reporting.cybertip_desk import CyberTipDesk
 from consentry.reporting.law_enforcement import LawEnforcementDesk
 from consentry.reporting.statements.submitter import submitter_for
 from consentry.store import Database
+from consentry.store.retention import purge_allowed_checks
 from consentry.web import appeals as appeal_pages
 from consentry.web import (
     console_auth,
@@ -100,16 +101,22 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         dsa = submitter_for(g.db, settings)
         app.state.law_enforcement = LawEnforcementDesk(g.db, vault, signer, clock=svc.now)
         # Hourly: sessions pruned, evidence past retention purged, the chain's head signed,
-        # settled NCII images dropped. Each round: reports to NCMEC drafted from sealed
-        # evidence and sent once confirmed, statements of reasons sent when due.
+        # settled NCII images dropped, old allowed checks deleted. Each round: reports to
+        # NCMEC drafted from sealed evidence and sent once confirmed, statements of reasons
+        # sent when due.
         window = timedelta(days=g.policy.enforcement.appeal_window_days)
 
         def settle_ncii_media() -> int:
             return app.state.queues.drop_settled_media(window)
 
+        def purge_old_checks() -> int:  # allowed checks past CONSENTRY_CHECK_RETENTION_DAYS
+            days = settings.check_retention_days
+            return purge_allowed_checks(g.db, before=svc.now() - timedelta(days=days)
+                                        ) if days else 0
+
         worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune,
                                                vault.purge_expired, signer.checkpoint,
-                                               settle_ncii_media],
+                                               settle_ncii_media, purge_old_checks],
                             frequent=[app.state.cybertip.draft_pending,
                                       app.state.cybertip.send_confirmed, dsa.submit_due])
         retries = threading.Thread(target=worker.run, args=(stop,), name="case-worker",
