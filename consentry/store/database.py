@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
@@ -47,22 +48,34 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _alembic_config() -> Config:
+def alembic_config() -> Config:
+    """Alembic pointed at the packaged migrations."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
-def at_head(engine: Engine) -> bool:
-    """Whether the schema is at the newest revision this code knows (reads one row)."""
-    heads = set(ScriptDirectory.from_config(_alembic_config()).get_heads())
+def schema_state(engine: Engine) -> Literal["current", "behind", "ahead"]:
+    """Where the schema stands against this code's migrations (reads one row): at their
+    head, behind it (migrations to run), or ahead (a newer release's revision this code
+    does not know: an expand step, which older code keeps working with)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = set(script.get_heads())
     with engine.connect() as connection:
-        return set(MigrationContext.configure(connection).get_current_heads()) == heads
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    if current == heads:
+        return "current"
+    known = {revision.revision for revision in script.walk_revisions()}
+    return "ahead" if current and not current <= known else "behind"
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
-    config = _alembic_config()
+    """Bring the schema to the newest revision (idempotent). A schema ahead of this code
+    (a newer release migrated it, and this older replica restarted during the rollout)
+    is left as it is: expand migrations keep older code working (docs/operations.md)."""
+    if schema_state(engine) == "ahead":
+        return
+    config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
@@ -79,9 +92,9 @@ class Database:
     def migrate(self) -> None:
         migrate(self.engine)
 
-    def at_head(self) -> bool:
-        """Whether every migration has run (readiness: an old schema is not ready)."""
-        return at_head(self.engine)
+    def schema_state(self) -> Literal["current", "behind", "ahead"]:
+        """Whether every migration this code needs has run (``schema_state``)."""
+        return schema_state(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,7 +25,7 @@ from consentry.api.routers import health
 from consentry.config import Settings
 from consentry.gate import Gate
 from consentry.metrics import Backlog, IndexState
-from consentry.store.database import make_engine
+from consentry.store.database import alembic_config, make_engine
 from consentry.store.models import (
     CyberTipReport,
     DsaStatement,
@@ -71,15 +72,24 @@ def test_liveness_and_readiness_need_no_key_and_a_migrated_database_is_ready(cli
     assert ready.headers["cache-control"] == "no-store"
 
 
-def test_a_database_behind_the_code_is_not_ready(client, gate):
-    with gate.db.engine.begin() as conn:
-        head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        conn.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+def test_a_database_behind_the_code_is_not_ready_and_one_ahead_of_it_is(client, gate):
+    script = ScriptDirectory.from_config(alembic_config())
+    (head,) = script.get_heads()
+    before_head = script.get_revision(head).down_revision
+
+    def at(revision: str) -> None:
+        with gate.db.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+
+    at(before_head)  # the migration job has not run yet
     answer = client.get("/readyz")
     assert answer.status_code == 503
-    assert answer.json() == {"status": "not_ready", "reasons": ["schema_not_at_head"]}
-    with gate.db.engine.begin() as conn:  # the migration job ran: ready again
-        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+    assert answer.json() == {"status": "not_ready", "reasons": ["schema_behind_code"]}
+    at("f00dfeed0001")  # a newer release's expand migration: this replica keeps serving,
+    assert client.get("/readyz").status_code == 200
+    gate.db.migrate()  # and starts again if it restarts mid-rollout (nothing to run)
+    assert gate.db.schema_state() == "ahead"
+    at(head)
     assert client.get("/readyz").status_code == 200
 
 

@@ -35,15 +35,16 @@ PROBE_TTL_S = 2.0
 class ReadinessOut(BaseModel):
     status: Literal["ready", "not_ready"]
     reasons: list[str] = Field(
-        description="why not, as codes only (database_unreachable, schema_not_at_head, "
+        description="why not, as codes only (database_unreachable, schema_behind_code, "
                     "index_not_loaded, evidence_keys_wrong, probe_timed_out); details are "
                     "in the server log, never here")
 
 
 class ReadinessProbe:
-    """Whether this replica can do its work: the database answers and is migrated to the
-    head this code expects, the match indexes are open and caught up, and the configured
-    evidence keys still open the vault's canaries. One round at a time."""
+    """Whether this replica can do its work: the database answers and has every migration
+    this code needs (a newer release's may be there too), the match indexes are open and
+    caught up, and the configured evidence keys still open the vault's canaries. One
+    round at a time."""
 
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
@@ -65,8 +66,10 @@ class ReadinessProbe:
 
     def _round(self) -> Iterator[str]:
         try:
-            if not self.gate.db.at_head():
-                yield "schema_not_at_head"  # old: run the migration job; new: roll forward
+            # Behind: the migration job has not run. Ahead is fine: a newer release's
+            # expand migration, which this code keeps working with during a rollout.
+            if self.gate.db.schema_state() == "behind":
+                yield "schema_behind_code"
                 return
         except Exception:
             log.warning("readiness: the database cannot be read", exc_info=True)
