@@ -15,6 +15,7 @@ from consentry import __version__
 from consentry.api.auth import KeyCache
 from consentry.api.routers import accounts, banks, check, hma, media, prompt_bank
 from consentry.api.routers import appeals as appeals_api
+from consentry.api.routers import health as operations_api
 from consentry.api.routers import statements as statements_api
 from consentry.api.routers import takedowns as takedowns_api
 from consentry.audit.checkpoints import signer_for
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app = FastAPI(title="Consentry", version=__version__, lifespan=lifespan,
                   description="Safety gate against non-consensual intimate imagery and the "
                               "sexualisation of minors in generative-image platforms.")
+    app.include_router(operations_api.router)
     app.include_router(check.router)
     app.include_router(accounts.router)
     app.include_router(media.router)

@@ -256,6 +256,12 @@ class ContentIndex:
     def size(self) -> int:
         return len(self._index)
 
+    @property
+    def watermark(self) -> int:
+        """The highest content_hashes.id this process has applied (staleness: the newest one less
+        this)."""
+        return self._watermark
+
 
 def _same_bytes(existing: ContentItem, hashes: EntryHashes) -> ContentRecord:
     if existing.md5 != (hashes.md5 or ""):

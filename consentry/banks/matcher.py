@@ -133,6 +133,12 @@ class BankMatcher:
     def size(self) -> int:
         return len(self._index)
 
+    @property
+    def watermark(self) -> int:
+        """The highest bank_events.id this process has applied (staleness: the newest one less
+        this)."""
+        return self._watermark
+
     def _refresh(self, entry_ids: Iterable[int], bank_ids: Iterable[int]) -> None:
         """Make the index hold exactly the active hashes of these entries and banks:
         recomputing the desired state (not replaying deltas) keeps replays idempotent."""

@@ -143,19 +143,33 @@ class Vault:
                 EvidenceItem.key_id.is_not(None)).distinct()) if k}
             for key_id in in_use:
                 self.keyring.key(key_id)  # still wraps evidence: must be configured
-            for key_id, canary in known.items():
-                if key_id not in self.keyring.keys:
-                    continue  # retired by a rotation
-                try:
-                    _unseal(self.keyring.key(key_id), canary, key_id.encode())
-                except InvalidTag:
-                    raise ConfigurationError(
-                        f"the evidence key configured as {key_id!r} is not the key the vault "
-                        "used under that id: sealed evidence could not be opened") from None
+            self._open_canaries(known)
             if self.keyring.active not in known:
                 s.add(EvidenceKey(key_id=self.keyring.active, created_at=self._clock(),
                                   canary=_seal(self.keyring.key(self.keyring.active), CANARY,
                                                self.keyring.active.encode())))
+
+    def keys_still_open(self) -> None:
+        """What a running replica re-checks cheaply (readiness): the configured keys'
+        canaries still open and the active key is registered, so a replica left with old
+        keys after a rotation elsewhere stops taking traffic. Raises ConfigurationError."""
+        with self.db.transaction() as s:
+            known = {k.key_id: k.canary for k in s.scalars(select(EvidenceKey))}
+        self._open_canaries(known)
+        if self.keyring.active not in known:
+            raise ConfigurationError(f"the active evidence key {self.keyring.active!r} is "
+                                     "not registered in the vault")
+
+    def _open_canaries(self, known: dict[str, bytes]) -> None:
+        for key_id, canary in known.items():
+            if key_id not in self.keyring.keys:
+                continue  # retired by a rotation
+            try:
+                _unseal(self.keyring.key(key_id), canary, key_id.encode())
+            except InvalidTag:
+                raise ConfigurationError(
+                    f"the evidence key configured as {key_id!r} is not the key the vault "
+                    "used under that id: sealed evidence could not be opened") from None
 
     def rotate(self, *, actor: str) -> dict[str, int]:
         """Re-wrap every data key under the active key-encryption key (content is not

@@ -53,6 +53,7 @@ from consentry.gate.verdict import (
     PolicyCitation,
     Verdict,
 )
+from consentry.metrics import observe_verdict
 from consentry.policy import (
     KnownMatch,
     Policy,
@@ -655,6 +656,7 @@ class Gate:
                     replayed := self._replay(account, key, request, prompt)) is not None:
                 return replayed
             raise
+        observe_verdict(kind, ruling.decision, ruling.clause, time.perf_counter() - started)
         return verdict
 
     @property

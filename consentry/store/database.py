@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,10 +48,34 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+def alembic_config() -> Config:
+    """Alembic pointed at the packaged migrations."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def schema_state(engine: Engine) -> Literal["current", "behind", "ahead"]:
+    """Where the schema stands against this code's migrations (reads one row): at their
+    head, behind it (migrations to run), or ahead (a newer release's revision this code
+    does not know: an expand step, which older code keeps working with)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = set(script.get_heads())
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    if current == heads:
+        return "current"
+    known = {revision.revision for revision in script.walk_revisions()}
+    return "ahead" if current and not current <= known else "behind"
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (idempotent). A schema ahead of this code
+    (a newer release migrated it, and this older replica restarted during the rollout)
+    is left as it is: expand migrations keep older code working (docs/operations.md)."""
+    if schema_state(engine) == "ahead":
+        return
+    config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
@@ -64,6 +91,10 @@ class Database:
 
     def migrate(self) -> None:
         migrate(self.engine)
+
+    def schema_state(self) -> Literal["current", "behind", "ahead"]:
+        """Whether every migration this code needs has run (``schema_state``)."""
+        return schema_state(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -35,6 +35,7 @@ from consentry.people.totp import SecretBox
 # Routes anyone may call, and why.
 PUBLIC = {
     ("GET", "/healthz"): "liveness",
+    ("GET", "/readyz"): "readiness probe: answers codes only (docs/operations.md)",
     ("POST", "/v1/takedowns"): "victims need no account",
     ("GET", "/v1/takedowns/{number}"): "the case number and PIN prove standing",
     ("POST", "/v1/takedowns/{number}/amend"): "case number and PIN",
