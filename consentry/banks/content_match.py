@@ -169,8 +169,11 @@ def hamming_scan_sql(table: str, queries: np.ndarray, max_distance: int) -> str:
     smallest distance, per ``item_id``."""
     distances = [distance_sql(q) for q in queries]
     nearest = distances[0] if len(distances) == 1 else f"least({', '.join(distances)})"
+    # A new bank entry's hashes are new conditions: the condition cache (which granules
+    # matched a WHERE before) would only fill up, and would flatter repeated benchmarks.
     return (f"SELECT item_id, min(d) FROM (SELECT item_id, {nearest} AS d FROM {table} "
-            f"WHERE d <= {int(max_distance)}) GROUP BY item_id")
+            f"WHERE d <= {int(max_distance)}) GROUP BY item_id "
+            "SETTINGS use_query_condition_cache = 0")
 
 
 class ClickHouseContentMatch:
