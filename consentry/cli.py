@@ -420,7 +420,8 @@ def _finish(ok: int, total: int) -> None:
 def _banks() -> BankServices:
     """Registry, matcher and content index over the configured database. The match index
     is built in memory: a running server may be saving the persisted one."""
-    return BankServices.open(_database())
+    settings = Settings.from_env()
+    return BankServices.open(_database(settings), settings=settings)
 
 
 @app.command("hash")

@@ -113,8 +113,19 @@ class Settings:
     # the platform's API token. Unset: statements of reasons are kept, and wait.
     dsa_url: str | None = None
     dsa_token: str | None = field(default=None, repr=False)
+    # Where the content index looks for copies (docs/scale-out-index.md): "memory" (each
+    # process) or "clickhouse" (CONSENTRY_CLICKHOUSE_URL: chdb:///PATH or http(s)://...).
+    content_index: str = "memory"
+    clickhouse_url: str | None = field(default=None, repr=False)
+    clickhouse_database: str = "consentry"
 
     def __post_init__(self) -> None:
+        if self.content_index not in {"memory", "clickhouse"}:
+            raise ConfigurationError("CONSENTRY_CONTENT_INDEX must be memory or clickhouse, "
+                                     f"got {self.content_index!r}")
+        if self.content_index == "clickhouse" and not self.clickhouse_url:
+            raise ConfigurationError("CONSENTRY_CONTENT_INDEX=clickhouse needs "
+                                     "CONSENTRY_CLICKHOUSE_URL (chdb:///PATH or http://host:8123)")
         # Checked here so a typo stops the service at start, not at the first request.
         for name, networks, example in (
                 ("CONSENTRY_TRUSTED_PROXIES", self.trusted_proxies, "10.0.0.5 or 10.0.0.0/24"),
@@ -216,6 +227,9 @@ class Settings:
             check_retention_days=_optional_int(env, "CONSENTRY_CHECK_RETENTION_DAYS"),
             dsa_url=(env.get("CONSENTRY_DSA_URL") or "").rstrip("/") or None,
             dsa_token=env.get("CONSENTRY_DSA_TOKEN") or None,
+            content_index=(env.get("CONSENTRY_CONTENT_INDEX") or "memory").strip().lower(),
+            clickhouse_url=env.get("CONSENTRY_CLICKHOUSE_URL") or None,
+            clickhouse_database=env.get("CONSENTRY_CLICKHOUSE_DATABASE") or "consentry",
         )
 
 

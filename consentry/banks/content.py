@@ -1,17 +1,16 @@
 """The content index: what is already on the platform, by hash, so that a hash banked
 later finds the copies that are already there ("sweep").
 
-Content rows are only ever added (removal is a timestamp), so the in-memory PDQ index
-catches up by loading hash rows newer than the last one it holds; removed items are
-filtered when the database is asked for the matched rows. With an ``index_dir`` the index
-is saved with the id of the last hash row it holds, so a restart loads the memory-mapped
+Content rows are only ever added (removal is a timestamp), so the match backend
+(``consentry.banks.content_match``: in memory by default, or ClickHouse) catches up by
+loading hash rows newer than the last one it holds; removed items are filtered when the
+database is asked for the matched rows. With an ``index_dir`` the in-memory index is
+saved with the id of the last hash row it holds, so a restart loads the memory-mapped
 index and only the rows added since, instead of every row.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,22 +18,16 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from consentry.banks.content_match import ContentMatch, MemoryContentMatch, chunks
 from consentry.banks.matcher import PDQ_MATCH_DISTANCE
-from consentry.banks.pdq_index import PDQIndex, from_hex
 from consentry.banks.registry import BankError, EntryHashes
-from consentry.banks.saved_index import load_saved, save
 from consentry.errors import Conflict
 from consentry.store import Database
 from consentry.store.models import ContentHash, ContentItem
 
-log = logging.getLogger(__name__)
-
-_PAGE = 200_000
-_SAVE_EVERY_ROWS = 100_000  # a restart re-reads at most this many rows
-_WATERMARK_KEY = "content_hash"  # the highest content_hashes.id the saved index holds
 MAX_URL_LENGTH = 2048  # indexed: the database's index key limit stays far away
 
 
@@ -89,15 +82,13 @@ class ContentIndex:
     """Registers platform content by hash and finds every copy of an image."""
 
     def __init__(self, db: Database, *, index_dir: Path | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 match: ContentMatch | None = None) -> None:
+        """``match`` is where copies are looked for; by default the in-memory index (saved
+        under ``index_dir`` when given)."""
         self.db = db
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._dir = index_dir
-        self._index = PDQIndex()
-        self._watermark = 0  # highest content_hashes.id held
-        self._since_save = 0
-        self._lock = threading.Lock()
-        self._load_saved()
+        self.match = match if match is not None else MemoryContentMatch(db, index_dir=index_dir)
         self.sync()
 
     def register(self, content_id: str, kind: str, hashes: EntryHashes, *,
@@ -165,25 +156,10 @@ class ContentIndex:
         """Every registered item that is the same image: identical MD5 or PDQ within
         ``max_distance`` of any query hash."""
         self.sync()
-        best: dict[int, int] = {}  # content item id -> distance
-        if pdq_queries is not None and len(pdq_queries):
-            rows: dict[int, int] = {}
-            for found in self._index.search(pdq_queries, max_distance):
-                for row_id, distance in found:
-                    rows[row_id] = min(distance, rows.get(row_id, 257))
-            if rows:
-                with self.db.transaction() as s:
-                    for chunk in _chunks(list(rows), 20_000):
-                        for row_id, item_id in s.execute(select(
-                                ContentHash.id, ContentHash.item_id).where(
-                                ContentHash.id.in_(chunk))):
-                            best[item_id] = min(rows[row_id], best.get(item_id, 257))
+        best = self.match.find(md5, pdq_queries, max_distance)
         with self.db.transaction() as s:
-            if md5:
-                for item_id in s.scalars(select(ContentItem.id).where(ContentItem.md5 == md5)):
-                    best[item_id] = 0
             out = []
-            for chunk in _chunks(list(best), 20_000):
+            for chunk in chunks(list(best), 20_000):
                 query = select(ContentItem).where(ContentItem.id.in_(chunk))
                 if not include_removed:
                     query = query.where(ContentItem.removed_at.is_(None))
@@ -204,57 +180,16 @@ class ContentIndex:
 
     def sync(self) -> int:
         """Load hash rows registered since the last sync (by any process)."""
-        with self._lock:
-            # Read every page first and add once: each add of a large batch rebuilds the
-            # index, so page-by-page adds would cost quadratic time at server start.
-            id_pages, hash_pages = [], []
-            after = self._watermark
-            while True:
-                with self.db.transaction() as s:
-                    rows = s.execute(select(ContentHash.id, ContentHash.pdq)
-                                     .where(ContentHash.id > after)
-                                     .order_by(ContentHash.id).limit(_PAGE)).all()
-                if not rows:
-                    break
-                id_pages.append(np.fromiter((r[0] for r in rows), dtype=np.int64,
-                                            count=len(rows)))
-                hash_pages.append(from_hex([r[1] for r in rows]))
-                after = int(id_pages[-1][-1])
-            if not id_pages:
-                return 0
-            ids = np.concatenate(id_pages)
-            self._index.add(ids, np.concatenate(hash_pages))
-            self._watermark = after
-            self._since_save += len(ids)
-            if self._dir is not None and self._since_save >= _SAVE_EVERY_ROWS:
-                self._save()
-            return len(ids)
+        return self.match.sync()
 
     def close(self) -> None:
-        """Save what was loaded since the last save (with an ``index_dir``)."""
-        with self._lock:
-            if self._dir is not None and self._since_save:
-                self._save()
-
-    def _load_saved(self) -> None:
-        saved = load_saved(self._dir, _WATERMARK_KEY) if self._dir is not None else None
-        if saved is None:
-            return
-        with self.db.transaction() as s:
-            top = s.scalar(select(func.max(ContentHash.id))) or 0
-        if top < saved[1]:  # saved for another (or a restored) database
-            log.warning("content index at %s is ahead of the database; rebuilding", self._dir)
-            return
-        self._index, self._watermark = saved
-
-    def _save(self) -> None:
-        assert self._dir is not None
-        save(self._dir, self._index, _WATERMARK_KEY, self._watermark)
-        self._since_save = 0
+        """Save what was loaded since the last save (in memory, with an ``index_dir``),
+        or release the engine."""
+        self.match.close()
 
     @property
     def size(self) -> int:
-        return len(self._index)
+        return self.match.size
 
     @property
     def watermark(self) -> int:
@@ -269,6 +204,3 @@ def _same_bytes(existing: ContentItem, hashes: EntryHashes) -> ContentRecord:
                              "different bytes")
     return _record(existing)
 
-
-def _chunks(values: list[int], size: int) -> list[list[int]]:
-    return [values[i:i + size] for i in range(0, len(values), size)]

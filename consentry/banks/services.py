@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consentry.banks.content import ContentIndex
+from consentry.banks.content_match import ClickHouseContentMatch, ContentMatch
 from consentry.banks.matcher import BankMatcher
 from consentry.banks.registry import BankError, BankRegistry, DuplicateEntry, EntryHashes
+from consentry.config import Settings
 from consentry.signals.hashing import Fingerprint
 from consentry.store import Database
 
@@ -27,6 +29,17 @@ def entry_hashes(fp: Fingerprint) -> EntryHashes:
     )
 
 
+def content_match_for(db: Database, settings: Settings | None) -> ContentMatch | None:
+    """The configured content match backend; None for the in-memory default."""
+    if settings is None or settings.content_index == "memory":
+        return None
+    from consentry.store.clickhouse import connect_clickhouse
+
+    assert settings.clickhouse_url is not None  # Settings checks it
+    return ClickHouseContentMatch(db, connect_clickhouse(settings.clickhouse_url,
+                                                         settings.clickhouse_database))
+
+
 @dataclass
 class BankServices:
     registry: BankRegistry
@@ -35,11 +48,14 @@ class BankServices:
 
     @classmethod
     def open(cls, db: Database, *, index_dir: Path | None = None,
-             content_index_dir: Path | None = None) -> BankServices:
+             content_index_dir: Path | None = None,
+             settings: Settings | None = None) -> BankServices:
         """With index directories, both match indexes are saved there and a restart
-        loads them instead of reading every hash row again."""
+        loads them instead of reading every hash row again. ``settings`` choose where the
+        content index looks for copies (in memory unless CONSENTRY_CONTENT_INDEX says)."""
         return cls(BankRegistry(db), BankMatcher(db, index_dir=index_dir),
-                   ContentIndex(db, index_dir=content_index_dir))
+                   ContentIndex(db, index_dir=content_index_dir,
+                                match=content_match_for(db, settings)))
 
     def bank_refusal(self, fp: Fingerprint, clause: str, *, check_id: str,
                      actor: str = "gate") -> int | None:

@@ -320,7 +320,8 @@ class Gate:
                     data = self.settings.data_dir
                     self._banks = BankServices.open(
                         self.db, index_dir=data / "bank-index" if persist else None,
-                        content_index_dir=data / "content-index" if persist else None)
+                        content_index_dir=data / "content-index" if persist else None,
+                        settings=self.settings)
         return self._banks
 
     def account_state(self, account_id: str) -> AccountState:

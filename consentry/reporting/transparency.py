@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from consentry.cases.case import REMOVAL_DEADLINE, EventKind
 from consentry.errors import InvalidRequest
 from consentry.store import Database
+from consentry.store.clickhouse import ClickHouse
 from consentry.store.dialect import seconds_between
 from consentry.store.models import (
     Appeal,
@@ -162,15 +163,22 @@ class TransparencyReport(BaseModel):
     statements_of_reasons_sent: int
 
 
-def transparency_report(db: Database, period: Period, *,
-                        now: datetime | None = None) -> TransparencyReport:
-    """Compute every figure for ``period`` in one read transaction."""
+def transparency_report(db: Database, period: Period, *, now: datetime | None = None,
+                        analytics: ClickHouse | None = None) -> TransparencyReport:
+    """Compute every figure for ``period`` in one read transaction. With ``analytics``
+    (the engine ``consentry.reporting.analytics.export_checks`` fills), the figures over
+    checks are counted there and the rest by the database."""
     with db.transaction() as s:
+        if analytics is None:
+            surfaces, refusals, matches = (_surfaces(s, period), _refusals(s, period),
+                                           _matches(s, period))
+        else:
+            surfaces, refusals, matches = _check_figures_from(analytics, period)
         return TransparencyReport(
             period_start=period.start, period_end=period.end,
             generated_at=now or datetime.now(UTC),
-            surfaces=_surfaces(s, period), refusals=_refusals(s, period),
-            matches=_matches(s, period), takedowns=takedown_figures(s, period),
+            surfaces=surfaces, refusals=refusals,
+            matches=matches, takedowns=takedown_figures(s, period),
             reviews=_reviews(s, period), appeals=_appeals(s, period),
             enforcement=_enforcement(s, period),
             accounts_struck=_distinct_accounts(s, Strike.account_id, Strike.created_at,
@@ -207,13 +215,28 @@ def is_match() -> Any:
     return first_reason("code").as_string() == "hash_match"
 
 
+def _check_figures_from(engine: ClickHouse, period: Period) -> tuple[
+        list[SurfaceFigures], list[RefusalFigures], list[MatchFigures]]:
+    from consentry.reporting import analytics
+
+    window = analytics.Window(period.start, period.end)
+    return (_surface_figures(analytics.surface_counts(engine, window)),
+            [RefusalFigures(surface=k, clause=c, language=lang, refused=n)
+             for k, c, lang, n in analytics.refusal_counts(engine, window)],
+            [MatchFigures(bank=b, source=src, uploads=n)
+             for b, src, n in analytics.match_counts(engine, window)])
+
+
 def _surfaces(s: Session, period: Period) -> list[SurfaceFigures]:
     rows = s.execute(select(
         CheckRecord.kind, func.count(),
         func.sum(case((CheckRecord.decision == "block", 1), else_=0)),
         func.sum(case((CheckRecord.decision == "review", 1), else_=0)))
         .where(*_within(CheckRecord.created_at, period)).group_by(CheckRecord.kind)).all()
-    found = {kind: (int(n), int(b or 0), int(r or 0)) for kind, n, b, r in rows}
+    return _surface_figures({kind: (int(n), int(b or 0), int(r or 0)) for kind, n, b, r in rows})
+
+
+def _surface_figures(found: dict[str, tuple[int, int, int]]) -> list[SurfaceFigures]:
     return [SurfaceFigures(surface=k, attempts=found.get(k, (0, 0, 0))[0],
                            refused=found.get(k, (0, 0, 0))[1],
                            held_for_review=found.get(k, (0, 0, 0))[2])

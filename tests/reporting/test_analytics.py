@@ -1,0 +1,48 @@
+"""The transparency report's figures over checks, counted on the analytics engine (chdb)
+after an export, equal the database's on the same history, and a repeated or overlapping
+export counts nothing twice."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from report_history import END, START, build_history
+
+from consentry.reporting.analytics import Window, export_checks
+from consentry.reporting.transparency import Period, transparency_report
+from consentry.store.clickhouse import ClickHouse, connect_clickhouse
+
+pytest.importorskip("chdb")
+
+
+@pytest.fixture
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
+    handle = connect_clickhouse(f"chdb://{tmp_path_factory.mktemp('chdb')}",
+                                f"t_{uuid.uuid4().hex[:12]}")
+    yield handle
+    handle.command(f"DROP DATABASE IF EXISTS {handle.database}")
+    handle.close()
+
+
+def test_the_figures_over_checks_equal_the_databases(db, engine):
+    history = build_history(db, checks=400)
+    assert export_checks(db, engine) == len(history.checks)
+    # again, and an overlapping window: every check is still counted once
+    assert export_checks(db, engine) == len(history.checks)
+    export_checks(db, engine, Window(START - timedelta(hours=1), START + timedelta(hours=5)))
+    for period in (Period(START, END), Period(START + timedelta(hours=3), END),
+                   Period(START - timedelta(days=2), END + timedelta(days=2))):
+        expected = transparency_report(db, period)
+        found = transparency_report(db, period, analytics=engine)
+        assert found.surfaces == expected.surfaces
+        assert sorted(found.refusals, key=repr) == sorted(expected.refusals, key=repr)
+        assert sorted(found.matches, key=repr) == sorted(expected.matches, key=repr)
+        assert found.model_dump(exclude={"generated_at", "surfaces", "refusals", "matches"}) \
+            == expected.model_dump(exclude={"generated_at", "surfaces", "refusals", "matches"})
+    report = transparency_report(db, Period(START, END), analytics=engine)
+    assert sum(s.attempts for s in report.surfaces) == sum(
+        1 for c in history.checks if history.inside(c["at"]))
+    assert report.matches and any(r.language != "none" for r in report.refusals)
