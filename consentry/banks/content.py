@@ -193,9 +193,9 @@ class ContentIndex:
 
     @property
     def watermark(self) -> int:
-        """The highest content_hashes.id this process has applied (staleness: the newest one less
-        this)."""
-        return self._watermark
+        """The highest content_hashes.id this process has applied (staleness: the newest
+        one less this)."""
+        return self.match.watermark
 
 
 def _same_bytes(existing: ContentItem, hashes: EntryHashes) -> ContentRecord:

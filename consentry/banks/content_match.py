@@ -53,6 +53,10 @@ class ContentMatch(Protocol):
     def size(self) -> int:
         """PDQ hash rows held."""
 
+    @property
+    def watermark(self) -> int:
+        """The highest content_hashes.id loaded (staleness: the newest one less this)."""
+
     def close(self) -> None:
         """Save or release what the backend holds."""
 
@@ -123,6 +127,10 @@ class MemoryContentMatch:
     @property
     def size(self) -> int:
         return len(self._index)
+
+    @property
+    def watermark(self) -> int:
+        return self._watermark
 
     def close(self) -> None:
         with self._lock:
@@ -245,6 +253,10 @@ class ClickHouseContentMatch:
     @property
     def size(self) -> int:
         return self._top(f"SELECT uniqExact(row_id) FROM {self._hashes}")
+
+    @property
+    def watermark(self) -> int:
+        return self._hash_watermark
 
     def close(self) -> None:
         self.engine.close()
