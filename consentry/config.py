@@ -21,6 +21,7 @@ from consentry.errors import ConfigurationError
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 MIN_SECRET_KEY_CHARS = 32
+JOB_ENGINES = ("embedded", "procrastinate")
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -107,6 +108,10 @@ class Settings:
     # the platform's API token. Unset: statements of reasons are kept, and wait.
     dsa_url: str | None = None
     dsa_token: str | None = field(default=None, repr=False)
+    # Where background work runs (docs/fleet.md): "embedded", a thread in the API process
+    # (one process, SQLite or PostgreSQL); "procrastinate", a job queue in PostgreSQL that
+    # ``consentry worker`` processes run, so API replicas run no jobs themselves.
+    jobs: str = "embedded"
 
     def __post_init__(self) -> None:
         # Checked here so a typo stops the service at start, not at the first request.
@@ -128,6 +133,9 @@ class Settings:
             if not 0 < seconds < float("inf"):
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got "
                                          f"{seconds!r}")
+        if self.jobs not in JOB_ENGINES:
+            raise ConfigurationError(f"CONSENTRY_JOBS must be one of {', '.join(JOB_ENGINES)}, "
+                                     f"got {self.jobs!r}")
         if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY_CHARS:
             # Never echo the value: it is a secret even when it is a bad one.
             raise ConfigurationError(
@@ -207,6 +215,7 @@ class Settings:
             or 365,
             dsa_url=(env.get("CONSENTRY_DSA_URL") or "").rstrip("/") or None,
             dsa_token=env.get("CONSENTRY_DSA_TOKEN") or None,
+            jobs=(env.get("CONSENTRY_JOBS") or "embedded").strip().lower(),
         )
 
 

@@ -42,15 +42,19 @@ from consentry.store.models import (
 )
 from consentry.store.review import close_item
 
-_CLAIM: Final = timedelta(minutes=2)  # a claimed job another worker may take over after this
+# A claimed job another worker may take over after this (the claimer died mid-callback);
+# by default twice the intake lease (CONSENTRY_JOB_LEASE_S), 2 minutes.
+_CLAIM: Final = timedelta(minutes=2)
 _SENDERS: Final = 8  # callbacks in flight at once
 
 
 class RemovalQueue:
     def __init__(self, log: CaseLog, content: ContentIndex, policy: Policy, *,
                  callback: PlatformCallback | None, appeal_url: str,
-                 appeal_tokens: AppealTokens, clock: Callable[[], datetime]) -> None:
+                 appeal_tokens: AppealTokens, clock: Callable[[], datetime],
+                 lease: timedelta = _CLAIM) -> None:
         self.log = log
+        self.lease = lease
         self.db = log.db
         self.content = content
         self.policy = policy
@@ -158,7 +162,7 @@ class RemovalQueue:
                 .with_for_update(of=RemovalJob, skip_locked=True)).all()
             out = []
             for job, number, regime, review_clause in due:
-                job.claimed_until = now + _CLAIM
+                job.claimed_until = now + self.lease
                 if number is None:  # a review decision, not a takedown case
                     number, regime = f"RV-{job.review_item_id}", "review"
                 out.append((job.id, RemovalRequest(
