@@ -369,7 +369,7 @@ class TakedownService:
         notice = (notices.request_incomplete(number, regime, email, missing, self.status_url)
                   if missing else
                   notices.request_received(number, regime, email, deadline, self.status_url))
-        self.log.send(number, notice)
+        self.log.send(number, notice, once=f"receipt-{len(receipts)}")
 
     # -- locate, bank, remove ---------------------------------------------------------
 
