@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -196,10 +197,12 @@ def job_queue(connector: Any, jobs: Callable[[], Jobs]) -> procrastinate.App:
 
     app = procrastinate.App(connector=connector)
     built: list[Jobs] = []
+    building = threading.Lock()  # sync tasks run on several threads at once
 
     def run(name: str) -> None:
-        if not built:
-            built.append(jobs())
+        with building:
+            if not built:
+                built.append(jobs())
         built[0].run(name)
 
     for spec in SCHEDULE:
@@ -238,19 +241,14 @@ def run_queue_worker(settings: Settings, *, concurrency: int = 4) -> None:
     from procrastinate import PsycopgConnector
 
     ensure_queue_schema(settings)
-    services: list[WorkerServices] = []
-
-    def jobs() -> Jobs:
-        services.append(worker_services(settings))
-        return services[0].jobs
-
-    app = job_queue(PsycopgConnector(conninfo=conninfo(settings.resolved_database_url)), jobs)
+    services = worker_services(settings)  # built (and migrated) before any job runs
+    app = job_queue(PsycopgConnector(conninfo=conninfo(settings.resolved_database_url)),
+                    lambda: services.jobs)
     try:
         app.run_worker(queues=[QUEUE], concurrency=concurrency, delete_jobs="successful",
                        update_heartbeat_interval=HEARTBEAT_S, stalled_worker_timeout=STALLED_S)
     finally:
-        for s in services:
-            s.close()
+        services.close()
 
 
 class JobDeferrer:
