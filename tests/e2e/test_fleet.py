@@ -10,24 +10,19 @@ from __future__ import annotations
 import base64
 import io
 import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from conftest import POSTGRES_URL
 from PIL import Image
 from platform_content import register
+from postgres_schema import POSTGRES_URL, postgres_schema
 from removal_platform import SECRET, RemovalPlatform
-from server_process import ServerProcess
-from sqlalchemy import create_engine, func, select, text
+from server_process import ServerProcess, wait_for
+from sqlalchemy import func, select, text
 
 from consentry.access import Scope, create_api_key
 from consentry.banks.services import BankServices
@@ -44,39 +39,16 @@ TIDA = {"regime": "take_it_down", "signature": "Sam Doe", "email": "sam@example.
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A fresh schema of its own in the test PostgreSQL database."""
-    assert POSTGRES_URL
-    schema = f"fleet_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgres_schema("fleet") as url:
+        yield url
 
 
-class Worker:
-    """``consentry worker`` in a child process."""
+class Worker(ServerProcess):
+    """``consentry worker`` in a child process (stopped and killed as a server is)."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "consentry", "worker"],
-                                         env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+    def start(self, timeout_s: float = 0) -> Worker:
+        self.launch("worker")
+        return self
 
 
 def _photo(seed: int) -> bytes:
@@ -88,13 +60,7 @@ def _photo(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _wait(condition, timeout_s: float, what: str) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+_wait = wait_for
 
 
 def _hold_first_callback(platform: RemovalPlatform) -> tuple[threading.Event, threading.Event]:
@@ -139,7 +105,7 @@ def test_two_replicas_and_a_worker_share_postgresql(pg_url, tmp_path, platform):
     try:
         first.start(timeout_s=180)
         second.start(timeout_s=180)
-        workers.append(Worker(env, tmp_path / "worker-1.log"))
+        workers.append(Worker(env, tmp_path / "worker-1.log").start())
 
         # A takedown sent to one replica: the worker makes the callback ...
         r = httpx.post(f"{first.url}/v1/takedowns", json={
@@ -151,7 +117,7 @@ def test_two_replicas_and_a_worker_share_postgresql(pg_url, tmp_path, platform):
         workers[0].kill9()
         release.set()
         assert platform.received == []
-        workers.append(Worker(env, tmp_path / "worker-2.log"))
+        workers.append(Worker(env, tmp_path / "worker-2.log").start())
         _wait(lambda: "post-1" in platform.removed, 90, "a new worker to finish the removal")
         assert [(c.action, c.content_id, c.case) for c in platform.received] == [
             ("remove", "post-1", number)]
@@ -206,7 +172,7 @@ def test_two_replicas_and_a_worker_share_postgresql(pg_url, tmp_path, platform):
         second.stop()
         db.dispose()
     for w in workers[1:]:
-        assert w.proc.returncode == 0, "a worker stops cleanly on SIGTERM"
+        assert w.proc is not None and w.proc.returncode == 0, "a worker stops cleanly on SIGTERM"
 
 
 class _Registrar:
