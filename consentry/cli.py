@@ -290,6 +290,8 @@ def prompt_bank_enable(entry_id: Annotated[int, typer.Argument()],
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="server processes on this host; they "
+                                                     "share the database (docs/fleet.md)")] = 1,
 ) -> None:
     """Run the HTTP API (database from CONSENTRY_DATABASE_URL, default embedded SQLite).
     Links in messages point at CONSENTRY_PUBLIC_URL, else at the address served here."""
@@ -305,6 +307,11 @@ def serve(
         settings = dataclasses.replace(settings, public_url=f"http://{shown}:{port}")
     # Forwarded headers are judged by the app against CONSENTRY_TRUSTED_PROXIES, never
     # believed by the server from any local peer.
+    if workers > 1:  # each process builds its app from the environment
+        os.environ["CONSENTRY_PUBLIC_URL"] = settings.public_base
+        uvicorn.run("consentry.api.app:create_app", factory=True, workers=workers, host=host,
+                    port=port, proxy_headers=False, server_header=False)
+        return
     uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False,
                 server_header=False)
 
