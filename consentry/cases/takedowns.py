@@ -369,7 +369,9 @@ class TakedownService:
         notice = (notices.request_incomplete(number, regime, email, missing, self.status_url)
                   if missing else
                   notices.request_received(number, regime, email, deadline, self.status_url))
-        self.log.send(number, notice, once=f"receipt-{len(receipts)}")
+        # At least once, unlike the notices of a settled case: a requester whose
+        # acknowledgement a crash cut off is told again (tests/e2e/test_server_faults.py).
+        self.log.send(number, notice)
 
     # -- locate, bank, remove ---------------------------------------------------------
 
