@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml requirements.lock
 # Re-resolve the pinned versions after changing dependencies in pyproject.toml.
 lock:
 	$(BIN)/pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --extra=postgres,test,bench,scale --strip-extras \
+	$(BIN)/pip-compile --quiet --extra=postgres,fleet,test,bench,scale --strip-extras \
 	  --no-emit-index-url --no-emit-find-links --output-file=requirements.lock pyproject.toml
 
 # Known vulnerabilities in the installed dependencies (PyPI's advisory data). Packages

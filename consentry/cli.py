@@ -290,6 +290,8 @@ def prompt_bank_enable(entry_id: Annotated[int, typer.Argument()],
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="server processes on this host; they "
+                                                     "share the database (docs/fleet.md)")] = 1,
 ) -> None:
     """Run the HTTP API (database from CONSENTRY_DATABASE_URL, default embedded SQLite).
     Links in messages point at CONSENTRY_PUBLIC_URL, else at the address served here."""
@@ -305,6 +307,11 @@ def serve(
         settings = dataclasses.replace(settings, public_url=f"http://{shown}:{port}")
     # Forwarded headers are judged by the app against CONSENTRY_TRUSTED_PROXIES, never
     # believed by the server from any local peer.
+    if workers > 1:  # each process builds its app from the environment
+        os.environ["CONSENTRY_PUBLIC_URL"] = settings.public_base
+        uvicorn.run("consentry.api.app:create_app", factory=True, workers=workers, host=host,
+                    port=port, proxy_headers=False, server_header=False)
+        return
     uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False,
                 server_header=False)
 
@@ -333,6 +340,10 @@ def db_upgrade() -> None:
     """Apply database migrations up to the newest revision."""
     settings = Settings.from_env()
     _database(settings)
+    if settings.jobs == "procrastinate":  # the job queue's tables, in the same database
+        from consentry.jobs import ensure_queue_schema
+
+        ensure_queue_schema(settings)
     typer.echo(f"database at head: {settings.resolved_database_url.split('@')[-1]}")
 
 
@@ -857,30 +868,39 @@ def takedown_dispatch() -> None:
 
 @app.command("worker")
 def worker(
-    every: Annotated[float, typer.Option(help="seconds between rounds")] = 5.0,
-    once: Annotated[bool, typer.Option(help="one round, then exit (for cron)")] = False,
+    every: Annotated[float, typer.Option(help="seconds between rounds (embedded)")] = 5.0,
+    once: Annotated[bool, typer.Option(help="one round of every job, then exit (for cron)")
+                    ] = False,
 ) -> None:
-    """Run the cases' background worker: finish intake a crashed process left, make due
-    removal callbacks. A server runs one itself; run more, or one without a server."""
+    """Run the background jobs (docs/fleet.md): intake a crash left, removal callbacks and
+    retries, notices, reports and statements due, hourly purges. With CONSENTRY_JOBS=
+    procrastinate, a worker of the job queue in PostgreSQL (run any number); else the
+    embedded loop a server also runs on a thread."""
     import signal
     import threading
 
-    from consentry.cases.worker import CaseWorker
+    from consentry.jobs import run_queue_worker, worker_services
 
-    takedowns = _takedowns()
     settings = Settings.from_env()
-    runner = CaseWorker(takedowns, every_s=every,
-                        housekeeping=[signer_for(takedowns.db, settings).checkpoint])
-    if once:
-        resumed, attempts = runner.run_once()
-        typer.echo(f"{resumed} intake jobs finished, {attempts} callback attempts made")
+    if settings.jobs == "procrastinate" and not once:
+        run_queue_worker(settings)
         return
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    services = worker_services(settings)
+    runner = services.jobs.embedded(every_s=every)
     try:
-        runner.run(stop)
-    except KeyboardInterrupt:
-        stop.set()
+        if once:
+            results = runner.run_once()
+            _line({name: repr(r) if isinstance(r, Exception) else r
+                   for name, r in results.items()})
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            runner.run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+    finally:
+        services.close()
 
 
 # -- people ----------------------------------------------------------------------------

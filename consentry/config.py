@@ -21,6 +21,7 @@ from consentry.errors import ConfigurationError
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 MIN_SECRET_KEY_CHARS = 32
+JOB_ENGINES = ("embedded", "procrastinate")
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -118,6 +119,10 @@ class Settings:
     content_index: str = "memory"
     clickhouse_url: str | None = field(default=None, repr=False)
     clickhouse_database: str = "consentry"
+    # Where background work runs (docs/fleet.md): "embedded", a thread in the API process
+    # (one process, SQLite or PostgreSQL); "procrastinate", a job queue in PostgreSQL that
+    # ``consentry worker`` processes run, so API replicas run no jobs themselves.
+    jobs: str = "embedded"
 
     def __post_init__(self) -> None:
         if self.content_index not in {"memory", "clickhouse"}:
@@ -145,6 +150,9 @@ class Settings:
             if not 0 < seconds < float("inf"):
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got "
                                          f"{seconds!r}")
+        if self.jobs not in JOB_ENGINES:
+            raise ConfigurationError(f"CONSENTRY_JOBS must be one of {', '.join(JOB_ENGINES)}, "
+                                     f"got {self.jobs!r}")
         if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY_CHARS:
             # Never echo the value: it is a secret even when it is a bad one.
             raise ConfigurationError(
@@ -230,6 +238,7 @@ class Settings:
             content_index=(env.get("CONSENTRY_CONTENT_INDEX") or "memory").strip().lower(),
             clickhouse_url=env.get("CONSENTRY_CLICKHOUSE_URL") or None,
             clickhouse_database=env.get("CONSENTRY_CLICKHOUSE_DATABASE") or "consentry",
+            jobs=(env.get("CONSENTRY_JOBS") or "embedded").strip().lower(),
         )
 
 

@@ -4,8 +4,6 @@ photos that ship offline, the real image models loaded once per test run."""
 from __future__ import annotations
 
 import io
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from postgres_schema import POSTGRES_URL, postgres_schema
 from removal_platform import RemovalPlatform
-from sqlalchemy import create_engine, text
 
 from consentry.config import Settings
 from consentry.store import Database
 
-POSTGRES_URL = os.environ.get("CONSENTRY_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
 
 
@@ -29,16 +26,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'consentry.db'}"
         return
-    assert POSTGRES_URL
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgres_schema() as url:
+        yield url
+
+
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> float:
+    """Poll ``condition`` until it holds; how long that took (fails after ``timeout_s``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 class ServerProcess:
@@ -31,11 +42,15 @@ class ServerProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 90.0) -> ServerProcess:
+    def launch(self, *args: str) -> None:
+        """Start ``consentry ARGS`` with this environment, its output in the log."""
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "consentry", "serve",
-                                          "--port", str(self.port)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "consentry", *args],
                                          env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    def start(self, timeout_s: float = 90.0) -> ServerProcess:
+        self.launch("serve", "--port", str(self.port))
+        assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

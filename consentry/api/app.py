@@ -24,19 +24,18 @@ from consentry.cases.appeals import AppealDesk
 from consentry.cases.decisions import Decisions
 from consentry.cases.review import ReviewQueues
 from consentry.cases.takedowns import TakedownService
-from consentry.cases.worker import CaseWorker
 from consentry.config import Settings
 from consentry.gate import Gate
 from consentry.http import errors
 from consentry.http.deps import parse_networks
 from consentry.http.headers import CONSOLE_HEADERS, PathHeaders
+from consentry.jobs import JobDeferrer, case_jobs
 from consentry.people import People
 from consentry.reporting import statements
 from consentry.reporting.cybertip_desk import CyberTipDesk
 from consentry.reporting.law_enforcement import LawEnforcementDesk
 from consentry.reporting.statements.submitter import submitter_for
 from consentry.store import Database
-from consentry.store.retention import purge_allowed_checks
 from consentry.web import appeals as appeal_pages
 from consentry.web import (
     console_auth,
@@ -101,31 +100,31 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         statements.install(g.policy.version)
         dsa = submitter_for(g.db, settings)
         app.state.law_enforcement = LawEnforcementDesk(g.db, vault, signer, clock=svc.now)
-        # Hourly: sessions pruned, evidence past retention purged, the chain's head signed,
-        # settled NCII images dropped, old allowed checks deleted. Each round: reports to
-        # NCMEC drafted from sealed evidence and sent once confirmed, statements of reasons
-        # sent when due.
-        window = timedelta(days=g.policy.enforcement.appeal_window_days)
-
-        def settle_ncii_media() -> int:
-            return app.state.queues.drop_settled_media(window)
-
-        def purge_old_checks() -> int:  # allowed checks past CONSENTRY_CHECK_RETENTION_DAYS
-            days = settings.check_retention_days
-            return purge_allowed_checks(g.db, before=svc.now() - timedelta(days=days)
-                                        ) if days else 0
-
-        worker = CaseWorker(svc, housekeeping=[app.state.people.sessions.prune,
-                                               vault.purge_expired, signer.checkpoint,
-                                               settle_ncii_media, purge_old_checks],
-                            frequent=[app.state.cybertip.draft_pending,
-                                      app.state.cybertip.send_confirmed, dsa.submit_due])
-        retries = threading.Thread(target=worker.run, args=(stop,), name="case-worker",
-                                   daemon=True)
-        retries.start()
+        # Background jobs (consentry.jobs): hourly, sessions pruned, evidence past
+        # retention purged, the chain's head signed, settled NCII images dropped, allowed
+        # checks past their retention deleted; each
+        # round, intake a crash left, removal callbacks, reports to NCMEC drafted from
+        # sealed evidence and sent once confirmed, statements of reasons sent when due.
+        # Embedded: on a thread here. On a job engine: `consentry worker` runs them and
+        # this replica only asks for removals after a takedown.
+        jobs = case_jobs(svc, sessions=app.state.people.sessions, vault=vault, signer=signer,
+                         queues=app.state.queues, cybertip=app.state.cybertip, dsa=dsa,
+                         appeal_window=timedelta(days=g.policy.enforcement.appeal_window_days),
+                         check_retention_days=settings.check_retention_days)
+        deferrer = JobDeferrer(settings) if settings.jobs == "procrastinate" else None
+        retries = None
+        if deferrer is not None:
+            svc.dispatch_hook = deferrer.dispatch_soon
+        else:
+            retries = threading.Thread(target=jobs.embedded().run, args=(stop,),
+                                       name="case-worker", daemon=True)
+            retries.start()
         yield
         stop.set()
-        retries.join(timeout=10)
+        if retries is not None:
+            retries.join(timeout=10)
+        if deferrer is not None:
+            deferrer.close()
         if takedowns is None:
             app.state.takedowns.close()
         if owned:

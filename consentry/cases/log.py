@@ -5,11 +5,13 @@ delivered or not (the model Bluesky's Ozone uses: ``logEvent`` -> status -> view
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from consentry.cases import notices
@@ -38,21 +40,37 @@ class CaseStateError(Conflict):
 
 def record_notice(s: Session, notice: notices.Notice, delivery: Delivery, at: datetime,
                   fields: SealedFields | None, *, case_id: int | None = None,
-                  review_item_id: int | None = None) -> Notification:
+                  review_item_id: int | None = None, once_key: str | None = None
+                  ) -> Notification:
     """Keep a message sent (or attempted), about a case or a review item: with ``fields``,
     the address, the text and the delivery detail (which may echo the address) are
     sealed."""
-    def sealed(value: str, column: Column) -> str:
-        return fields.seal(value, column) if fields and seals(column, value) else value
-
     note = Notification(case_id=case_id, review_item_id=review_item_id, kind=notice.kind,
-                        recipient=sealed(notice.recipient, Column.NOTICE_RECIPIENT),
-                        subject=notice.subject, body=sealed(notice.body, Column.NOTICE_BODY),
+                        recipient=_sealed(fields, notice.recipient, Column.NOTICE_RECIPIENT),
+                        subject=notice.subject,
+                        body=_sealed(fields, notice.body, Column.NOTICE_BODY),
                         channel=delivery.channel, delivered=delivery.delivered,
-                        detail=sealed(delivery.detail[:1000], Column.NOTICE_DETAIL), at=at)
+                        detail=_sealed(fields, delivery.detail[:1000], Column.NOTICE_DETAIL),
+                        at=at, once_key=once_key)
     s.add(note)
     s.flush()
     return note
+
+
+def _sealed(fields: SealedFields | None, value: str, column: Column) -> str:
+    return fields.seal(value, column) if fields and seals(column, value) else value
+
+
+# What a claimed notice's row says until its delivery is known: a process that died
+# between claiming and sending leaves it so, for a person to check (it is never resent).
+CLAIMED = "claimed; not yet sent, or sent by a process that stopped before recording it"
+
+
+def once_key(number: str, notice: notices.Notice, occasion: str) -> str:
+    """The key a notice is sent at most once under: its case, kind, recipient (digested:
+    the key is not sealed) and occasion (e.g. the case's n-th receipt)."""
+    text = "\x1f".join((normalise_case_number(number), notice.kind, notice.recipient, occasion))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class CaseLog:
@@ -95,9 +113,11 @@ class CaseLog:
         data = self._request_dict(s, row, f"writing to the requester of {row.number}")
         return str(data.get("email", "")).strip()
 
-    def row(self, s: Session, number: str) -> TakedownCase:
-        row = s.scalars(select(TakedownCase).where(
-            TakedownCase.number == normalise_case_number(number))).first()
+    def row(self, s: Session, number: str, *, lock: bool = False) -> TakedownCase:
+        """The case's row; with ``lock``, held until the transaction ends (PostgreSQL), so
+        that two processes acting on one case take turns."""
+        query = select(TakedownCase).where(TakedownCase.number == normalise_case_number(number))
+        row = s.scalars(query.with_for_update() if lock else query).first()
         if row is None:
             raise CaseNotFound(f"no case {number!r}")
         return row
@@ -131,13 +151,47 @@ class CaseLog:
         emails = [self.requester_email(s, r) for r in rows]
         return list(dict.fromkeys(e for e in emails if e))
 
-    def send(self, number: str, notice: notices.Notice) -> None:
-        """Send a notice on the case and record it (and its delivery) as an event."""
+    def send(self, number: str, notice: notices.Notice, *, once: str | None = None) -> bool:
+        """Send a notice on the case and record it (and its delivery) as an event.
+
+        With ``once`` (the occasion: which receipt of the case it answers), the notice
+        leaves at most once per case, kind, recipient and occasion, whichever process or
+        retried job sends it: its row is claimed (written with a unique key and committed)
+        before the message leaves, and a second claim finds the key and sends nothing.
+        Returns whether the notice was sent by this call."""
+        fields = self.vault.fields if self.vault else None
+        if once is None:
+            delivery = self.sender.send(notice)
+            with self.db.transaction() as s:
+                row = self.row(s, number)
+                note = record_notice(s, notice, delivery, self.clock(), fields, case_id=row.id)
+                self._notified(s, row, note, notice, delivery)
+            return True
+        key = once_key(number, notice, once)
+        try:
+            with self.db.transaction() as s:
+                row = self.row(s, number)
+                note_id = record_notice(s, notice, Delivery(False, self.sender.name, CLAIMED),
+                                        self.clock(), fields, case_id=row.id,
+                                        once_key=key).id
+        except IntegrityError:
+            return False  # sent (or being sent) already
         delivery = self.sender.send(notice)
         with self.db.transaction() as s:
-            row = self.row(s, number)
-            note = record_notice(s, notice, delivery, self.clock(),
-                                 self.vault.fields if self.vault else None, case_id=row.id)
-            self.event(s, row, EventKind.NOTIFIED, "system", notification=note.id,
-                       notice=notice.kind, delivered=delivery.delivered,
-                       to="requester" if "@" in notice.recipient else notice.recipient)
+            note = s.get_one(Notification, note_id)
+            note.channel, note.delivered = delivery.channel, delivery.delivered
+            note.detail = _sealed(fields, delivery.detail[:1000], Column.NOTICE_DETAIL)
+            self._notified(s, self.row(s, number), note, notice, delivery)
+        return True
+
+    def sent_once(self, number: str, notice: notices.Notice, once: str) -> bool:
+        """Whether a notice sent with ``once`` has been claimed already."""
+        with self.db.transaction() as s:
+            return s.scalar(select(Notification.id).where(
+                Notification.once_key == once_key(number, notice, once))) is not None
+
+    def _notified(self, s: Session, row: TakedownCase, note: Notification,
+                  notice: notices.Notice, delivery: Delivery) -> None:
+        self.event(s, row, EventKind.NOTIFIED, "system", notification=note.id,
+                   notice=notice.kind, delivered=delivery.delivered,
+                   to="requester" if "@" in notice.recipient else notice.recipient)

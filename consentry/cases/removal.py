@@ -42,15 +42,19 @@ from consentry.store.models import (
 )
 from consentry.store.review import close_item
 
-_CLAIM: Final = timedelta(minutes=2)  # a claimed job another worker may take over after this
+# A claimed job another worker may take over after this (the claimer died mid-callback);
+# by default twice the intake lease (CONSENTRY_JOB_LEASE_S), 2 minutes.
+_CLAIM: Final = timedelta(minutes=2)
 _SENDERS: Final = 8  # callbacks in flight at once
 
 
 class RemovalQueue:
     def __init__(self, log: CaseLog, content: ContentIndex, policy: Policy, *,
                  callback: PlatformCallback | None, appeal_url: str,
-                 appeal_tokens: AppealTokens, clock: Callable[[], datetime]) -> None:
+                 appeal_tokens: AppealTokens, clock: Callable[[], datetime],
+                 lease: timedelta = _CLAIM) -> None:
         self.log = log
+        self.lease = lease
         self.db = log.db
         self.content = content
         self.policy = policy
@@ -158,7 +162,7 @@ class RemovalQueue:
                 .with_for_update(of=RemovalJob, skip_locked=True)).all()
             out = []
             for job, number, regime, review_clause in due:
-                job.claimed_until = now + _CLAIM
+                job.claimed_until = now + self.lease
                 if number is None:  # a review decision, not a takedown case
                     number, regime = f"RV-{job.review_item_id}", "review"
                 out.append((job.id, RemovalRequest(
@@ -197,7 +201,9 @@ class RemovalQueue:
         close the case and tell everyone (each at most once per case)."""
         log = self.log
         with self.db.transaction() as s:
-            row = log.row(s, number)
+            # Two workers may finish a case's last callbacks at once: one settles, and
+            # the other then finds it settled (no uploader struck twice).
+            row = log.row(s, number, lock=True)
             pending = s.scalar(select(func.count()).select_from(RemovalJob).where(
                 RemovalJob.case_id == row.id, RemovalJob.state == "pending"))
             if pending:
@@ -227,12 +233,16 @@ class RemovalQueue:
                 close_item(s, kind="takedown_case", subject=row.number, outcome="removed",
                            now=now)
             regime, requesters = Regime(row.regime), log.requesters(s, row)
+            # Each notice goes at most once per receipt of the case, whichever worker
+            # settles it (two can, at once, or again after a crash).
+            once = f"receipt-{sum(1 for e in view.events if e.kind is EventKind.RECEIVED)}"
             banked = any(e.kind is EventKind.BANKED for e in view.events)
             located, removed = view.located, set(view.removed)
             already = len(view.already_removed)
         if not located and not complete:
             for email in requesters:
-                log.send(number, notices.nothing_found(number, regime, email, banked=banked))
+                log.send(number, notices.nothing_found(number, regime, email, banked=banked),
+                         once=once)
             return
         title = f"{CLAUSE}: {self.policy.clause(CLAUSE).title}"
         for account, content_ids in uploaders.items():
@@ -242,13 +252,13 @@ class RemovalQueue:
                 log.send(number, notices.statement_of_reasons(
                     number, regime, account, content_ids, title, automated=True,
                     appeal_url=f"{self.appeal_url}?token={token}", appeal_days=APPEAL_DAYS,
-                    statement=statements.get(account)))
+                    statement=statements.get(account)), once=once)
         if complete:
             copies = sum(1 for i in located if not i.identified and i.content_id in removed)
             for email in requesters:
                 log.send(number, notices.content_removed(
                     number, regime, email, down, copies, already_removed=already,
-                    banked=banked))
+                    banked=banked), once=once)
 
     def _strike(self, s: Session, row: TakedownCase, account: str,
                 content_ids: Sequence[str], now: datetime) -> str | None:

@@ -140,7 +140,10 @@ class TakedownService:
         self.appeal_tokens = appeal_tokens or AppealTokens(secrets.token_bytes(32))
         self.removals = RemovalQueue(self.log, banks.content, policy, callback=callback,
                                      appeal_url=appeal_url, appeal_tokens=self.appeal_tokens,
-                                     clock=self._clock)
+                                     clock=self._clock, lease=intake_lease * 2)
+        # Set where a job engine runs background work (consentry.jobs): asks a worker to
+        # make the callbacks due instead of making them in this process.
+        self.dispatch_hook: Callable[[], None] | None = None
 
     @classmethod
     def from_settings(cls, db: Database, banks: BankServices, policy: Policy,
@@ -181,6 +184,14 @@ class TakedownService:
     def dispatch(self) -> int:
         """Make the removal callbacks that are due (see ``RemovalQueue.dispatch``)."""
         return self.removals.dispatch()
+
+    def dispatch_soon(self) -> None:
+        """After a request is answered: make the callbacks due here, or, where a job
+        engine runs the background work (``dispatch_hook``), ask a worker to."""
+        if self.dispatch_hook is not None:
+            self.dispatch_hook()
+        else:
+            self.dispatch()
 
     def close(self) -> None:
         if self.callback is not None:
@@ -358,6 +369,8 @@ class TakedownService:
         notice = (notices.request_incomplete(number, regime, email, missing, self.status_url)
                   if missing else
                   notices.request_received(number, regime, email, deadline, self.status_url))
+        # At least once, unlike the notices of a settled case: a requester whose
+        # acknowledgement a crash cut off is told again (tests/e2e/test_server_faults.py).
         self.log.send(number, notice)
 
     # -- locate, bank, remove ---------------------------------------------------------

@@ -364,7 +364,8 @@ class Notification(Base):
     """Every message sent (or attempted) to a requester or an uploader."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_case", "case_id"),)
+    __table_args__ = (Index("ix_notifications_case", "case_id"),
+                      Index("ux_notifications_once_key", "once_key", unique=True))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # The takedown case or the review item the message is about (one of them).
@@ -380,6 +381,9 @@ class Notification(Base):
     delivered: Mapped[bool] = mapped_column()
     detail: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column()
+    # A notice that must leave at most once (``CaseLog.send(once=...)``): a digest of the
+    # case, kind, recipient and occasion, claimed by inserting this row before sending.
+    once_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class CaseJob(Base):

@@ -141,7 +141,7 @@ async def takedown_submit(request: Request, svc: TakedownsDep, client: ClientDep
         return _form_page(request, fields, amend=amend, status_code=status_of(exc),
                           errors=[{"anchor": anchor, "message": str(exc)}],
                           retry_after=retry_after(exc))
-    background.add_task(svc.dispatch)  # the platform is called once the page is sent
+    background.add_task(svc.dispatch_soon)  # the platform is called once the page is sent
     return _done_page(request, result.case.public(), result.case.status, pin=result.pin,
                       status_code=201)
 

@@ -18,7 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from PIL import Image
 from removal_platform import SECRET
-from server_process import ServerProcess, free_port
+from server_process import ServerProcess, free_port, wait_for
 from sqlalchemy import func, select
 
 from consentry.access import Scope, create_api_key
@@ -85,13 +85,7 @@ def _env(db, tmp_path: Path, **extra: str) -> dict[str, str]:
             "CONSENTRY_ANALYSIS_TIMEOUT_S": "20", **extra}
 
 
-def _wait(condition, timeout_s: float, what: str) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+_wait = wait_for
 
 
 def test_takedowns_recorded_before_a_kill_9_are_finished_and_told_after_restart(

@@ -55,7 +55,7 @@ async def submit(body: TakedownIn, svc: TakedownsDep, client: ClientDep,
     images = [decode_base64(v, f"images[{i}]") for i, v in enumerate(body.images)]
     result = await run_in_threadpool(svc.submit, body.submission(len(images)), images,
                                      channel="api", client=client, callbacks_now=False)
-    background.add_task(svc.dispatch)
+    background.add_task(svc.dispatch_soon)
     return submitted(result)
 
 
@@ -77,7 +77,7 @@ async def amend(number: str, body: TakedownIn, pin: Pin, svc: TakedownsDep,
     images = [decode_base64(v, f"images[{i}]") for i, v in enumerate(body.images)]
     result = await run_in_threadpool(svc.amend, number, pin, body.submission(len(images)),
                                      images, client=client, callbacks_now=False)
-    background.add_task(svc.dispatch)
+    background.add_task(svc.dispatch_soon)
     return submitted(result)
 
 
