@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import func, select
@@ -28,6 +29,7 @@ from consentry.banks.pdq_index import PDQIndex, from_hex
 from consentry.banks.saved_index import load_saved, save
 from consentry.store import Database
 from consentry.store.clickhouse import ClickHouse
+from consentry.store.feed import IdGaps
 from consentry.store.models import ContentHash, ContentItem
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,19 @@ def _hash_rows(db: Database, after: int, limit: int) -> list[tuple[int, int, str
             .where(ContentHash.id > after).order_by(ContentHash.id).limit(limit)).all()]
 
 
+def _late_hash_rows(db: Database, gaps: IdGaps) -> list[tuple[int, int, str]]:
+    """Rows below the watermark that committed after it moved past them."""
+    awaited = gaps.awaited()
+    if not awaited:
+        return []
+    with db.transaction() as s:
+        rows = [(int(i), int(item), str(pdq)) for i, item, pdq in s.execute(
+            select(ContentHash.id, ContentHash.item_id, ContentHash.pdq)
+            .where(ContentHash.id.in_(awaited))).all()]
+    gaps.found(r[0] for r in rows)
+    return rows
+
+
 class MemoryContentMatch:
     """The in-process index (see the module docstring). With an ``index_dir`` it is saved
     with the id of the last hash row it holds, so a restart maps the saved index and reads
@@ -78,6 +93,7 @@ class MemoryContentMatch:
         self._dir = index_dir
         self._index = PDQIndex()
         self._watermark = 0  # highest content_hashes.id held
+        self._gaps = IdGaps()  # rows committed after a later one (store/feed.py)
         self._since_save = 0
         self._lock = threading.Lock()
         self._load_saved()
@@ -88,11 +104,16 @@ class MemoryContentMatch:
             # index, so page-by-page adds would cost quadratic time at server start.
             id_pages, hash_pages = [], []
             after = self._watermark
+            if late := _late_hash_rows(self.db, self._gaps):
+                id_pages.append(np.fromiter((r[0] for r in late), dtype=np.int64,
+                                            count=len(late)))
+                hash_pages.append(from_hex([r[2] for r in late]))
             while rows := _hash_rows(self.db, after, _PAGE):
+                self._gaps.saw(after, [r[0] for r in rows])
                 id_pages.append(np.fromiter((r[0] for r in rows), dtype=np.int64,
                                             count=len(rows)))
                 hash_pages.append(from_hex([r[2] for r in rows]))
-                after = int(id_pages[-1][-1])
+                after = int(rows[-1][0])
             if not id_pages:
                 return 0
             ids = np.concatenate(id_pages)
@@ -194,6 +215,7 @@ class ClickHouseContentMatch:
         self.db = db
         self.engine = engine
         self._lock = threading.Lock()
+        self._hash_gaps, self._item_gaps = IdGaps(), IdGaps()  # see store/feed.py
         name = engine.database
         self._hashes = f"{name}.{HASHES_TABLE}"
         self._md5 = f"{name}.{MD5_TABLE}"
@@ -211,15 +233,18 @@ class ClickHouseContentMatch:
 
     def sync(self) -> int:
         with self._lock:
-            copied = 0
+            late = _late_hash_rows(self.db, self._hash_gaps)
+            copied = self._copy_hashes(late)
             while rows := _hash_rows(self.db, self._hash_watermark, _PAGE):
-                words = pdq_words(from_hex([r[2] for r in rows]))
-                self.engine.insert(HASHES_TABLE, {
-                    "row_id": np.fromiter((r[0] for r in rows), np.uint64, len(rows)),
-                    "item_id": np.fromiter((r[1] for r in rows), np.uint64, len(rows)),
-                    **{f"h{i}": words[:, i] for i in range(4)}})
+                self._hash_gaps.saw(self._hash_watermark, [r[0] for r in rows])
+                copied += self._copy_hashes(rows)
                 self._hash_watermark = rows[-1][0]
-                copied += len(rows)
+            if awaited := self._item_gaps.awaited():
+                with self.db.transaction() as s:
+                    items = s.execute(select(ContentItem.id, ContentItem.md5)
+                                      .where(ContentItem.id.in_(awaited))).all()
+                self._item_gaps.found(int(i) for i, _ in items)
+                self._copy_items(items)
             while True:
                 with self.db.transaction() as s:
                     items = s.execute(select(ContentItem.id, ContentItem.md5)
@@ -227,11 +252,25 @@ class ClickHouseContentMatch:
                                       .order_by(ContentItem.id).limit(_PAGE)).all()
                 if not items:
                     break
-                self.engine.insert(MD5_TABLE, {
-                    "md5": [str(m or "") for _, m in items],
-                    "item_id": np.fromiter((i for i, _ in items), np.uint64, len(items))})
+                self._item_gaps.saw(self._item_watermark, [int(i) for i, _ in items])
+                self._copy_items(items)
                 self._item_watermark = int(items[-1][0])
             return copied
+
+    def _copy_hashes(self, rows: list[tuple[int, int, str]]) -> int:
+        if rows:
+            words = pdq_words(from_hex([r[2] for r in rows]))
+            self.engine.insert(HASHES_TABLE, {
+                "row_id": np.fromiter((r[0] for r in rows), np.uint64, len(rows)),
+                "item_id": np.fromiter((r[1] for r in rows), np.uint64, len(rows)),
+                **{f"h{i}": words[:, i] for i in range(4)}})
+        return len(rows)
+
+    def _copy_items(self, items: Sequence[Any]) -> None:
+        if items:
+            self.engine.insert(MD5_TABLE, {
+                "md5": [str(m or "") for _, m in items],
+                "item_id": np.fromiter((i for i, _ in items), np.uint64, len(items))})
 
     def find(self, md5: str | None, queries: np.ndarray | None,
              max_distance: int) -> dict[int, int]:

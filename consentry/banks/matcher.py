@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from consentry.banks.pdq_index import PDQIndex, from_hex
 from consentry.banks.saved_index import load_saved, save
 from consentry.store import Database
+from consentry.store.feed import IdGaps
 from consentry.store.models import Bank, BankEntry, BankEntryHash, BankEvent
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class BankMatcher:
         self._lock = threading.Lock()
         self._index = PDQIndex()
         self._watermark = 0
+        self._gaps = IdGaps()  # events committed after a later one (store/feed.py)
         self._since_save = 0
         self._load_or_build()
 
@@ -105,19 +107,27 @@ class BankMatcher:
         """Apply bank events committed since the last sync; returns how many."""
         with self._lock:
             applied = 0
+            columns = (BankEvent.id, BankEvent.action, BankEvent.bank_id, BankEvent.entry_id)
+            late: list[Any] = []
+            if awaited := self._gaps.awaited():
+                with self.db.transaction() as s:
+                    late = list(s.execute(select(*columns).where(BankEvent.id.in_(awaited))))
+                self._gaps.found(e.id for e in late)
             while True:
                 with self.db.transaction() as s:
-                    events = s.execute(select(
-                        BankEvent.id, BankEvent.action, BankEvent.bank_id, BankEvent.entry_id)
-                        .where(BankEvent.id > self._watermark).order_by(BankEvent.id)
-                        .limit(_EVENT_PAGE)).all()
+                    events = list(late) + list(s.execute(
+                        select(*columns).where(BankEvent.id > self._watermark)
+                        .order_by(BankEvent.id).limit(_EVENT_PAGE)))
+                late = []
                 if not events:
                     break
+                self._gaps.saw(self._watermark, [e.id for e in events
+                                                 if e.id > self._watermark])
                 entries = {e.entry_id for e in events if e.entry_id is not None}
                 banks = {e.bank_id for e in events
                          if e.action in {"bank_enabled", "bank_disabled"}}
                 self._refresh(entries, banks)
-                self._watermark = events[-1].id
+                self._watermark = max(self._watermark, events[-1].id)
                 applied += len(events)
             self._since_save += applied
             if self._dir is not None and self._since_save >= _SAVE_EVERY_EVENTS:
