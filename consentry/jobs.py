@@ -72,6 +72,8 @@ SCHEDULE: tuple[Schedule, ...] = (
     Schedule("audit.checkpoint", HOURLY, hourly=True),  # the audit chain's head signed
     Schedule("ncii.drop_settled_media", HOURLY, hourly=True),  # NCII images once settled
     Schedule("checks.purge_allowed", HOURLY, hourly=True),  # allowed checks past retention
+    # New checks to the analytics engine (CONSENTRY_CLICKHOUSE_URL), if one is configured.
+    Schedule("analytics.export", "*/5 * * * *", hourly=True),
 )
 
 
@@ -96,14 +98,28 @@ class Jobs:
 
 def case_jobs(takedowns: TakedownService, *, sessions: Sessions, vault: Vault, signer: Signer,
               queues: ReviewQueues, cybertip: CyberTipDesk, dsa: StatementSubmitter,
-              appeal_window: timedelta, check_retention_days: int | None = None) -> Jobs:
-    """The jobs over the services an API process (or a worker) has built."""
+              appeal_window: timedelta, check_retention_days: int | None = None,
+              analytics: tuple[str, str] | None = None) -> Jobs:
+    """The jobs over the services an API process (or a worker) has built. ``analytics``:
+    the analytics engine's URL and database (CONSENTRY_CLICKHOUSE_URL), if any."""
 
     def purge_allowed() -> int:  # CONSENTRY_CHECK_RETENTION_DAYS; unset: kept
         if not check_retention_days:
             return 0
         return purge_allowed_checks(takedowns.db, before=takedowns.now()
                                     - timedelta(days=check_retention_days))
+
+    def export_analytics() -> int:  # unset: nothing to feed
+        if analytics is None:
+            return 0
+        from consentry.reporting.analytics import export_recent
+        from consentry.store.clickhouse import connect_clickhouse
+
+        engine = connect_clickhouse(*analytics)
+        try:
+            return export_recent(takedowns.db, engine, takedowns.now())
+        finally:
+            engine.close()
 
     return Jobs({
         "intake.resume": takedowns.resume_intake,
@@ -117,7 +133,15 @@ def case_jobs(takedowns: TakedownService, *, sessions: Sessions, vault: Vault, s
         "audit.checkpoint": signer.checkpoint,
         "ncii.drop_settled_media": lambda: queues.drop_settled_media(appeal_window),
         "checks.purge_allowed": purge_allowed,
+        "analytics.export": export_analytics,
     })
+
+
+def analytics_of(settings: Settings) -> tuple[str, str] | None:
+    """Where checks are exported for the reports, if anywhere."""
+    if not settings.clickhouse_url:
+        return None
+    return settings.clickhouse_url, settings.clickhouse_database
 
 
 @dataclass
@@ -153,7 +177,8 @@ def worker_services(settings: Settings) -> WorkerServices:
                      cybertip=CyberTipDesk(db, gate.vault, settings=settings, clock=svc.now),
                      dsa=submitter_for(db, settings),
                      appeal_window=timedelta(days=gate.policy.enforcement.appeal_window_days),
-                     check_retention_days=settings.check_retention_days)
+                     check_retention_days=settings.check_retention_days,
+                     analytics=analytics_of(settings))
 
     def close() -> None:
         svc.close()

@@ -29,7 +29,7 @@ from consentry.gate import Gate
 from consentry.http import errors
 from consentry.http.deps import parse_networks
 from consentry.http.headers import CONSOLE_HEADERS, PathHeaders
-from consentry.jobs import JobDeferrer, case_jobs
+from consentry.jobs import JobDeferrer, analytics_of, case_jobs
 from consentry.people import People
 from consentry.reporting import statements
 from consentry.reporting.cybertip_desk import CyberTipDesk
@@ -110,7 +110,8 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         jobs = case_jobs(svc, sessions=app.state.people.sessions, vault=vault, signer=signer,
                          queues=app.state.queues, cybertip=app.state.cybertip, dsa=dsa,
                          appeal_window=timedelta(days=g.policy.enforcement.appeal_window_days),
-                         check_retention_days=settings.check_retention_days)
+                         check_retention_days=settings.check_retention_days,
+                         analytics=analytics_of(settings))
         deferrer = JobDeferrer(settings) if settings.jobs == "procrastinate" else None
         retries = None
         if deferrer is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -26,6 +26,7 @@ from consentry.store.clickhouse import ClickHouse
 from consentry.store.models import BankEntry, CheckRecord
 
 _BATCH = 100_000
+EXPORT_OVERLAP = timedelta(minutes=10)  # re-sent each run: late commits, clock skew
 CHECKS_TABLE = "checks"
 ENTRIES_TABLE = "bank_entries"
 
@@ -89,6 +90,18 @@ def export_checks(db: Database, engine: ClickHouse, window: Window | None = None
         engine.insert(ENTRIES_TABLE, {"id": [int(i) for i, _ in entries],
                                       "source": [str(src) for _, src in entries]})
     return sent
+
+
+def export_recent(db: Database, engine: ClickHouse, now: datetime, *,
+                  overlap: timedelta = EXPORT_OVERLAP) -> int:
+    """Copy the checks recorded since the engine's latest, less ``overlap`` (a check
+    committed late by a slow transaction, or stamped by a replica whose clock lags), and
+    every check the first time; how many were sent. Run on a schedule; safe to repeat."""
+    create_tables(engine)
+    [(latest,)] = engine.rows(f"SELECT max(created_at) FROM {engine.database}.{CHECKS_TABLE}")
+    if latest is None or _utc(latest).year <= 1970:  # an empty table's max is the epoch
+        return export_checks(db, engine)
+    return export_checks(db, engine, Window(_utc(latest) - overlap, now + timedelta(days=1)))
 
 
 def _utc(at: datetime) -> datetime:

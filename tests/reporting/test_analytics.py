@@ -46,3 +46,27 @@ def test_the_figures_over_checks_equal_the_databases(db, engine):
     assert sum(s.attempts for s in report.surfaces) == sum(
         1 for c in history.checks if history.inside(c["at"]))
     assert report.matches and any(r.language != "none" for r in report.refusals)
+
+
+def test_the_scheduled_export_sends_what_is_new_and_what_committed_late(db, engine):
+    from sqlalchemy import select
+
+    from consentry.reporting.analytics import CHECKS_TABLE, export_recent
+    from consentry.store.models import CheckRecord
+
+    history = build_history(db, checks=120)
+    now = END + timedelta(hours=1)
+    assert export_recent(db, engine, now) == len(history.checks)  # the first run: all
+    with db.transaction() as s:
+        latest = max(s.scalars(select(CheckRecord.created_at)))
+        template = s.scalars(select(CheckRecord).limit(1)).one()
+        for name, at in (("late", latest - timedelta(minutes=3)),  # a slow commit
+                         ("new", latest + timedelta(minutes=1))):
+            s.add(CheckRecord(id=f"chk_{name}", kind="generation", account_id=None,
+                              created_at=at, decision="allow", category="none",
+                              clause="OK-1", policy_version=template.policy_version,
+                              image_sha256=[], verdict={"reasons": []}, latency_ms=1.0))
+    sent = export_recent(db, engine, now)
+    assert 2 <= sent < len(history.checks)  # the new, the late, and the overlap only
+    [(count,)] = engine.rows(f"SELECT count() FROM {engine.database}.{CHECKS_TABLE} FINAL")
+    assert count == len(history.checks) + 2
