@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,12 @@ class Platform(FastHttpUser):
 '''
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _serve(url: str, data: Path, port: int, workers: int, batch: bool,
            log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CONSENTRY_DATABASE_URL": url, "CONSENTRY_DATA_DIR": str(data),
@@ -84,7 +91,7 @@ def _run(name: str, base_url: str, *, workers: int, batch: bool, seconds: int,
     with scratch_postgres(base_url) as db, tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         _, key = create_api_key(db, "bench", [Scope.CHECK])
-        port = 8700 + workers + (10 if batch else 0)
+        port = _free_port()
         server = _serve(db.url, work, port, workers, batch, work / "server.log")
         try:
             host = f"http://127.0.0.1:{port}"

@@ -98,24 +98,24 @@ class Jobs:
 
 def case_jobs(takedowns: TakedownService, *, sessions: Sessions, vault: Vault, signer: Signer,
               queues: ReviewQueues, cybertip: CyberTipDesk, dsa: StatementSubmitter,
-              appeal_window: timedelta, check_retention_days: int | None = None,
-              analytics: tuple[str, str] | None = None) -> Jobs:
-    """The jobs over the services an API process (or a worker) has built. ``analytics``:
-    the analytics engine's URL and database (CONSENTRY_CLICKHOUSE_URL), if any."""
+              settings: Settings) -> Jobs:
+    """The jobs over the services an API process (or a worker) has built."""
+    appeal_window = timedelta(days=takedowns.policy.enforcement.appeal_window_days)
+    retention_days = settings.check_retention_days
 
     def purge_allowed() -> int:  # CONSENTRY_CHECK_RETENTION_DAYS; unset: kept
-        if not check_retention_days:
+        if not retention_days:
             return 0
-        return purge_allowed_checks(takedowns.db, before=takedowns.now()
-                                    - timedelta(days=check_retention_days))
+        return purge_allowed_checks(takedowns.db,
+                                    before=takedowns.now() - timedelta(days=retention_days))
 
-    def export_analytics() -> int:  # unset: nothing to feed
-        if analytics is None:
+    def export_analytics() -> int:  # CONSENTRY_CLICKHOUSE_URL; unset: nothing to feed
+        if not settings.clickhouse_url:
             return 0
         from consentry.reporting.analytics import export_recent
         from consentry.store.clickhouse import connect_clickhouse
 
-        engine = connect_clickhouse(*analytics)
+        engine = connect_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
         try:
             return export_recent(takedowns.db, engine, takedowns.now())
         finally:
@@ -135,13 +135,6 @@ def case_jobs(takedowns: TakedownService, *, sessions: Sessions, vault: Vault, s
         "checks.purge_allowed": purge_allowed,
         "analytics.export": export_analytics,
     })
-
-
-def analytics_of(settings: Settings) -> tuple[str, str] | None:
-    """Where checks are exported for the reports, if anywhere."""
-    if not settings.clickhouse_url:
-        return None
-    return settings.clickhouse_url, settings.clickhouse_database
 
 
 @dataclass
@@ -175,10 +168,7 @@ def worker_services(settings: Settings) -> WorkerServices:
     jobs = case_jobs(svc, sessions=People.open(db, settings).sessions, vault=gate.vault,
                      signer=signer_for(db, settings), queues=queues,
                      cybertip=CyberTipDesk(db, gate.vault, settings=settings, clock=svc.now),
-                     dsa=submitter_for(db, settings),
-                     appeal_window=timedelta(days=gate.policy.enforcement.appeal_window_days),
-                     check_retention_days=settings.check_retention_days,
-                     analytics=analytics_of(settings))
+                     dsa=submitter_for(db, settings), settings=settings)
 
     def close() -> None:
         svc.close()

@@ -6,12 +6,10 @@ embedded database)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import cli_env, consentry
 from sqlalchemy import text
 
 from consentry.config import Settings
@@ -20,13 +18,7 @@ from consentry.store import Database
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "CONSENTRY_DATA_DIR": str(tmp_path / "data"),
-            "CONSENTRY_DATABASE_URL": "", "CONSENTRY_SECRET_KEY": "k" * 40}
-
-
-def consentry(env, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "consentry", *args], env=env, input=stdin,
-                          capture_output=True, text=True, timeout=180)
+    return cli_env(tmp_path)
 
 
 def test_verify_checkpoint_export_and_verify_the_export_elsewhere(env, tmp_path):

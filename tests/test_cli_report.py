@@ -5,24 +5,16 @@ countdown."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from cli_process import cli_env, consentry
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "CONSENTRY_DATA_DIR": str(tmp_path / "data"),
-            "CONSENTRY_DATABASE_URL": "", "CONSENTRY_SECRET_KEY": "k" * 40}
-
-
-def consentry(env, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "consentry", *args], env=env, input=stdin,
-                          capture_output=True, text=True, timeout=180)
+    return cli_env(tmp_path)
 
 
 def test_report_pack_and_register_from_the_command_line(env, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,7 +28,7 @@ from consentry.gate import Gate
 from consentry.http import errors
 from consentry.http.deps import parse_networks
 from consentry.http.headers import CONSOLE_HEADERS, PathHeaders
-from consentry.jobs import JobDeferrer, analytics_of, case_jobs
+from consentry.jobs import JobDeferrer, case_jobs
 from consentry.people import People
 from consentry.reporting import statements
 from consentry.reporting.cybertip_desk import CyberTipDesk
@@ -100,18 +99,12 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
         statements.install(g.policy.version)
         dsa = submitter_for(g.db, settings)
         app.state.law_enforcement = LawEnforcementDesk(g.db, vault, signer, clock=svc.now)
-        # Background jobs (consentry.jobs): hourly, sessions pruned, evidence past
-        # retention purged, the chain's head signed, settled NCII images dropped, allowed
-        # checks past their retention deleted; each
-        # round, intake a crash left, removal callbacks, reports to NCMEC drafted from
-        # sealed evidence and sent once confirmed, statements of reasons sent when due.
-        # Embedded: on a thread here. On a job engine: `consentry worker` runs them and
-        # this replica only asks for removals after a takedown.
+        # Background jobs (consentry.jobs.SCHEDULE says which and when). Embedded: on a
+        # thread here. On a job engine: `consentry worker` runs them and this replica
+        # only asks for removals after a takedown.
         jobs = case_jobs(svc, sessions=app.state.people.sessions, vault=vault, signer=signer,
                          queues=app.state.queues, cybertip=app.state.cybertip, dsa=dsa,
-                         appeal_window=timedelta(days=g.policy.enforcement.appeal_window_days),
-                         check_retention_days=settings.check_retention_days,
-                         analytics=analytics_of(settings))
+                         settings=settings)
         deferrer = JobDeferrer(settings) if settings.jobs == "procrastinate" else None
         retries = None
         if deferrer is not None:

@@ -20,8 +20,7 @@ from consentry.cases.intake import TakedownSubmission, submission_from_dict, sub
 from consentry.cases.senders import Delivery, Sender
 from consentry.errors import Conflict, NotFound
 from consentry.evidence import Vault
-from consentry.evidence.fields import Column, SealedFields
-from consentry.evidence.vault import seals
+from consentry.evidence.fields import Column, SealedFields, seals
 from consentry.store import Database
 from consentry.store.models import CaseEvent, CaseKey, Notification, TakedownCase
 

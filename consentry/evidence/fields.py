@@ -45,6 +45,13 @@ class Column(StrEnum):
     TURN_PROMPT = "thread_turns.prompt"
 
 
+def seals(column: Column, value: str | None) -> bool:
+    """Whether a value of the column is sealed: a notice to an account is addressed to
+    ``account:<id>``, the platform's own id, which stays readable to route it."""
+    return bool(value) and not (column is Column.NOTICE_RECIPIENT
+                                and str(value).startswith("account:"))
+
+
 def is_sealed(value: str | None) -> bool:
     return value is not None and value.startswith(PREFIX)
 

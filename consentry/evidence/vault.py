@@ -29,7 +29,13 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from consentry import audit
 from consentry.errors import ConfigurationError, Conflict, InvalidRequest, NotFound
-from consentry.evidence.fields import Column, SealedFields, key_id_of, without_quotes
+from consentry.evidence.fields import (
+    Column,
+    SealedFields,
+    key_id_of,
+    seals,
+    without_quotes,
+)
 from consentry.evidence.keys import Keyring
 from consentry.store import Database
 from consentry.store.models import (
@@ -60,13 +66,6 @@ _FIELDS: Final[tuple[tuple[InstrumentedAttribute[Any], InstrumentedAttribute[Any
     (CheckRecord.id, CheckRecord.prompt, Column.CHECK_PROMPT),
     (ThreadTurn.id, ThreadTurn.prompt, Column.TURN_PROMPT),
 )
-
-
-def seals(column: Column, value: str | None) -> bool:
-    """Whether a value of the column is sealed: a notice to an account is addressed to
-    ``account:<id>``, the platform's own id, which stays readable to route it."""
-    return bool(value) and not (column is Column.NOTICE_RECIPIENT
-                                and str(value).startswith("account:"))
 
 
 def _held() -> Any:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from console_world import ConsoleWorld, build
+from console_world import ConsoleWorld, build, sign_in_page
 from counting_passwords import PASSWORD
 from live_server import free_port, serving
 from playwright.sync_api import Page, expect
@@ -43,14 +43,6 @@ def site(db, analyser, clock, tmp_path, platform) -> Iterator[tuple[str, Console
     world.close()
 
 
-def _sign_in(page: Page, base: str, name: str) -> None:
-    page.goto(f"{base}/console")
-    page.get_by_label("Username").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/console")
-
-
 def _shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -68,7 +60,7 @@ def test_compliance_reads_the_report_and_the_pack_and_admin_keeps_the_register(
     query = f"from={START.date()}&to={END.date()}"
 
     cora = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    _sign_in(cora, base, "cora")
+    sign_in_page(cora, base, "cora")
     cora.goto(f"{base}/console/transparency?{query}")
     expect(cora.get_by_role("heading", name="Transparency report")).to_be_visible()
     expect(cora.get_by_role("heading", name="Takedown requests")).to_be_visible()
@@ -103,7 +95,7 @@ def test_compliance_reads_the_report_and_the_pack_and_admin_keeps_the_register(
     _shot(cora, "incident-summary")
 
     ada = browser.new_context().new_page()
-    _sign_in(ada, base, "ada")
+    sign_in_page(ada, base, "ada")
     ada.goto(f"{base}/console/requests")
     ada.get_by_label("Regulator").fill("Ofcom")
     ada.get_by_label("Reference").fill("OFC-2026-0107")
@@ -132,6 +124,6 @@ def test_compliance_reads_the_report_and_the_pack_and_admin_keeps_the_register(
     assert recorded.recorded_by.endswith(":ada")
 
     mia = browser.new_context().new_page()
-    _sign_in(mia, base, "mia")
+    sign_in_page(mia, base, "mia")
     for path in ("/console/transparency", "/console/incident", "/console/requests"):
         assert mia.goto(f"{base}{path}").status == 403
