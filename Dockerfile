@@ -21,14 +21,17 @@ WORKDIR /src
 # test and benchmark tools it also pins are left out.
 COPY requirements.lock pyproject.toml README.md ./
 COPY consentry ./consentry
-RUN pip install --constraint requirements.lock ".[postgres]" \
+# torch (which invisible-watermark imports) is pinned to its CPU build, served by
+# PyTorch's own index; PyPI's build of the same version carries CUDA (several GB).
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu \
+      --constraint requirements.lock ".[postgres]" \
  && pip check
 
 # -- run: the environment and nothing else (no compilers, no browser) --------------------
 FROM ${PYTHON_IMAGE} AS run
 # libgomp1: OpenMP, which the image models' runtime links against.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
+ && apt-get install -y --no-install-recommends libgomp1 libgl1 libglib2.0-0 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 consentry \
  && useradd --system --uid 10001 --gid consentry --home-dir /home/consentry \

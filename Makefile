@@ -16,7 +16,7 @@ system-deps:
 	@{ command -v chromium && command -v jq; } >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	    chromium fonts-dejavu-core jq >/dev/null; }
+	    chromium fonts-dejavu-core jq libgl1 libglib2.0-0 >/dev/null; }
 	@chromium --version
 	@jq --version
 
