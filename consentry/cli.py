@@ -8,7 +8,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -21,14 +20,8 @@ from consentry.access import Scope, create_api_key, revoke_api_key
 from consentry.audit.checkpoints import Signer, public_key_text, signer_for
 from consentry.audit.export import export
 from consentry.audit.verify import verify, verify_export
-from consentry.banks.exchanges import (
-    Exchange,
-    ExchangeError,
-    HmaCsvExchange,
-    NCMECExchange,
-    StopNCIIExchange,
-    hma_csv,
-)
+from consentry.banks.exchanges import ExchangeError
+from consentry.banks.exchanges.sources import ExchangeName, exchange_from_env
 from consentry.banks.registry import (
     BankCategory,
     BankError,
@@ -558,26 +551,6 @@ def bank_add(
     _finish(ok, len(images))
 
 
-class ExchangeName(StrEnum):
-    STOPNCII = "stopncii"
-    NCMEC = "ncmec"
-    CSV = "csv"
-
-
-def _exchange(source: ExchangeName, file: Path | None) -> Exchange:
-    if source is ExchangeName.CSV:
-        env = dict(os.environ)
-        if file is not None:
-            env[hma_csv.ENV_PATH] = str(file)
-        return HmaCsvExchange.from_env(env)
-    if file is not None:
-        raise ExchangeError("--file is only for --from csv", exchange=source.value,
-                            kind="config")
-    if source is ExchangeName.STOPNCII:
-        return StopNCIIExchange.from_env()
-    return NCMECExchange.from_env()
-
-
 @bank_app.command("import")
 def bank_import(
     bank: Annotated[str, typer.Argument(help="the bank to import into")],
@@ -596,14 +569,13 @@ def bank_import(
         raise _refuse(str(exc)) from exc
     counts = ImportCounts()
     try:
-        exchange = _exchange(source, file)
+        exchange = exchange_from_env(source, file=file)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"),
                       TimeElapsedColumn(), console=err, transient=True) as progress:
             task = progress.add_task(f"importing from {source.value}", total=None)
 
             def show(total: ImportCounts) -> None:
-                for name, value in total.to_dict().items():  # kept for the error report
-                    setattr(counts, name, value)
+                counts.set_to(total)  # kept for the error report
                 progress.update(task, description=(
                     f"{source.value}: {total.batches} batches, {total.added} added, "
                     f"{total.removed} removed"))

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from consentry.signals.sandbox import SandboxLimits
 
+from consentry.banks.exchanges.sources import ExchangeSync, parse_exchange_syncs
 from consentry.errors import ConfigurationError
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
@@ -123,6 +124,10 @@ class Settings:
     # (one process, SQLite or PostgreSQL); "procrastinate", a job queue in PostgreSQL that
     # ``consentry worker`` processes run, so API replicas run no jobs themselves.
     jobs: str = "embedded"
+    # Banks kept in sync with hash lists on a schedule (consentry.banks.exchange_sync):
+    # "bank=source,..." with source stopncii, ncmec or csv; their credentials are read
+    # from the CONSENTRY_STOPNCII_*, _NCMEC_* and _HMA_CSV_* variables at each sync.
+    exchange_syncs: tuple[ExchangeSync, ...] = ()
 
     def __post_init__(self) -> None:
         if self.content_index not in {"memory", "clickhouse"}:
@@ -239,6 +244,7 @@ class Settings:
             clickhouse_url=env.get("CONSENTRY_CLICKHOUSE_URL") or None,
             clickhouse_database=env.get("CONSENTRY_CLICKHOUSE_DATABASE") or "consentry",
             jobs=(env.get("CONSENTRY_JOBS") or "embedded").strip().lower(),
+            exchange_syncs=parse_exchange_syncs(env.get("CONSENTRY_EXCHANGE_SYNCS") or ""),
         )
 
 

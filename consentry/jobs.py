@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
+from consentry.banks.exchange_sync import sync_banks
+from consentry.banks.registry import BankRegistry, ExchangeImport
 from consentry.cases.worker import CaseWorker
 from consentry.config import Settings
 from consentry.errors import ConfigurationError
@@ -74,6 +76,8 @@ SCHEDULE: tuple[Schedule, ...] = (
     Schedule("checks.purge_allowed", HOURLY, hourly=True),  # allowed checks past retention
     # New checks to the analytics engine (CONSENTRY_CLICKHOUSE_URL), if one is configured.
     Schedule("analytics.export", "*/5 * * * *", hourly=True),
+    # Banks kept in sync with StopNCII, NCMEC, ... (CONSENTRY_EXCHANGE_SYNCS), if any.
+    Schedule("exchanges.sync", "*/15 * * * *", hourly=True),
 )
 
 
@@ -121,6 +125,12 @@ def case_jobs(takedowns: TakedownService, *, sessions: Sessions, vault: Vault, s
         finally:
             engine.close()
 
+    def sync_exchanges() -> int:  # CONSENTRY_EXCHANGE_SYNCS; unset: nothing to follow
+        if not settings.exchange_syncs:
+            return 0
+        importer = ExchangeImport(BankRegistry(takedowns.db, clock=takedowns.now))
+        return sync_banks(importer, settings.exchange_syncs).changed
+
     return Jobs({
         "intake.resume": takedowns.resume_intake,
         "removals.dispatch": takedowns.removals.dispatch,
@@ -134,6 +144,7 @@ def case_jobs(takedowns: TakedownService, *, sessions: Sessions, vault: Vault, s
         "ncii.drop_settled_media": lambda: queues.drop_settled_media(appeal_window),
         "checks.purge_allowed": purge_allowed,
         "analytics.export": export_analytics,
+        "exchanges.sync": sync_exchanges,
     })
 
 

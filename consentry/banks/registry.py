@@ -392,6 +392,11 @@ class ImportCounts:
     def to_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
+    def set_to(self, other: ImportCounts) -> None:
+        """Take ``other``'s counts: a running total kept for the report of a failure."""
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(other, name))
+
 
 class ExchangeImport:
     """Applies an exchange's batches to a bank: each batch and its checkpoint in one
