@@ -18,7 +18,7 @@ from consentry.signals.likeness import EMBEDDING_DIM
 # HNSW parameters: recall@1 against exact search is measured at 1M faces by
 # bench/bench_likeness.py (docs/likeness.md has the figures).
 CONNECTIVITY: Final = 16
-EXPANSION_ADD: Final = 128
+EXPANSION_ADD: Final = 40
 EXPANSION_SEARCH: Final = 64
 
 
@@ -58,8 +58,8 @@ class UsearchFaceIndex:
         if not len(keys):
             return
         with self._lock:
-            present = np.array([k for k in keys if self._index.contains(int(k))],
-                               dtype=np.uint64)
+            present = keys[np.asarray(self._index.contains(keys), dtype=bool)] \
+                if len(self._index) else keys[:0]
             if len(present):
                 self._index.remove(present)
             self._index.add(keys, np.asarray(vectors, dtype=np.float32),
