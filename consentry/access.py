@@ -24,6 +24,7 @@ class Scope(StrEnum):
     ACCOUNTS_READ = "accounts:read"  # read account standing
     BANKS = "banks"  # administer hash banks: /v1/banks/*
     CASES = "cases"  # work takedown cases: list, remove, reject, reverse
+    LIKENESS = "likeness"  # the platform enrols, changes and withdraws people's likeness
     METRICS = "metrics:read"  # scrape GET /metrics (Prometheus)
     ADMIN = "admin"  # everything
 

@@ -1219,6 +1219,10 @@ def audit_verify_export(
 from consentry.cli_report import report_app  # noqa: E402
 
 app.add_typer(report_app, name="report")
+# The likeness registry (cli_likeness.py).
+from consentry.cli_likeness import likeness_app  # noqa: E402
+
+app.add_typer(likeness_app, name="likeness")
 
 
 def main() -> None:

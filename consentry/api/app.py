@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from consentry import __version__
 from consentry.api.auth import KeyCache
-from consentry.api.routers import accounts, banks, check, hma, media, prompt_bank
+from consentry.api.routers import accounts, banks, check, hma, likeness, media, prompt_bank
 from consentry.api.routers import appeals as appeals_api
 from consentry.api.routers import health as operations_api
 from consentry.api.routers import statements as statements_api
@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app.include_router(media.router)
     app.include_router(banks.router)
     app.include_router(prompt_bank.router)
+    app.include_router(likeness.router)
     app.include_router(hma.router)
     app.include_router(takedowns_api.router)
     app.include_router(appeals_api.router)

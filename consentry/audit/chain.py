@@ -40,6 +40,7 @@ from consentry.store.models import (
     BankEvent,
     CaseEvent,
     CheckRecord,
+    LikenessEvent,
     RemovalAttempt,
     ReviewEvent,
     User,
@@ -90,6 +91,8 @@ SHAPES: Final[dict[type, Shape]] = {
     RemovalAttempt: Shape("removal", "job_id", (
         "id", "job_id", "at", "outcome", "status_code", "detail", "duration_ms"),
         kind_from="outcome"),
+    LikenessEvent: Shape("likeness", "enrolment_id", (
+        "id", "enrolment_id", "kind", "actor", "at", "details"), kind_from="kind"),
     ApiKey: Shape("api_key", "id", ("id", "name", "scopes", "created_at", "revoked_at"),
                   show=("name", "scopes", "revoked_at"), updates=True),
     User: Shape("person", "id", ("id", "username", "display_name", "roles", "created_at",

@@ -266,8 +266,11 @@ class Vault:
     def seal(self, s: Session, *, subject_kind: str, subject: str, content: bytes | None,
              metadata: dict[str, Any], clause: str | None = None,
              account_id: str | None = None, position: int = 0,
-             content_sha256: str | None = None, actor: str = "system") -> str:
-        """Seal one item in the caller's transaction; its id."""
+             content_sha256: str | None = None, actor: str = "system",
+             retain_until: datetime | None = None) -> str:
+        """Seal one item in the caller's transaction; its id. ``retain_until``: keep it
+        until then rather than for the vault's retention (what is kept for as long as its
+        owner wants, such as a likeness enrolment, until ``erase``)."""
         item_id = f"ev_{secrets.token_hex(12)}"
         now = self._clock()
         data_key = AESGCM.generate_key(bit_length=256)
@@ -275,7 +278,7 @@ class Vault:
         s.add(EvidenceItem(
             id=item_id, subject_kind=subject_kind, subject=subject, position=position,
             clause=clause, account_id=account_id, created_at=now,
-            retain_until=now + self.retention, content_sha256=content_sha256,
+            retain_until=retain_until or now + self.retention, content_sha256=content_sha256,
             key_id=active,
             wrapped_key=_seal(self.keyring.key(active), data_key, f"{item_id}|{active}".encode()),
             content=None if content is None else _seal(data_key, content,
@@ -287,7 +290,31 @@ class Vault:
                      clause=clause, content_sha256=content_sha256)
         return item_id
 
+    def erase(self, s: Session, item_ids: list[str], *, actor: str, reason: str) -> int:
+        """Delete items outright in the caller's transaction (the right to erasure: a
+        withdrawn likeness enrolment leaves nothing behind); how many."""
+        if not item_ids:
+            return 0
+        rows = list(s.scalars(select(EvidenceItem).where(EvidenceItem.id.in_(item_ids))))
+        for row in rows:
+            s.delete(row)
+            audit.record(s, "evidence.erased", row.id, actor, reason=reason)
+        return len(rows)
+
     # -- reading ----------------------------------------------------------------------
+
+    def contents(self, s: Session, item_ids: list[str]) -> dict[str, bytes]:
+        """The content of items, for the service's own use (a replica loading the likeness
+        index): nobody sees it, so it is not a recorded opening. Purged or empty items
+        are left out."""
+        if not item_ids:
+            return {}
+        out = {}
+        for row in s.scalars(select(EvidenceItem).where(EvidenceItem.id.in_(item_ids))):
+            if row.wrapped_key is not None and row.content is not None:
+                out[row.id] = _unseal(self._unwrap(row), row.content,
+                                      f"{row.id}|content".encode())
+        return out
 
     def open(self, item_id: str, *, actor: str, why: str,
              session: Session | None = None) -> Opened:

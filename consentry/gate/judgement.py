@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from consentry.banks.prompt_bank import BankHit, PromptBankIndex
 from consentry.policy import MinorEvidence, Policy, Reason, ReasonCode, Ruling, evaluate
+from consentry.policy.evaluate import FaceRef
 from consentry.signals.findings import ImageFindings, PersonCue, PromptFindings
 from consentry.signals.prompt import analyse_prompt
 from consentry.signals.semantic import SemanticFinding, SemanticMatcher
@@ -64,12 +65,15 @@ def judge_generation(
     findings: PromptFindings | None = None,
     semantic: SemanticMatcher | None = None,
     prompt_bank: PromptBankIndex | None = None,
+    consented: frozenset[FaceRef] = frozenset(),
 ) -> Judgement:
     """Decide a generation request from its prompt and its images' findings.
     ``semantic``: the semantic layer; None leaves it out (lexicons and policy only).
-    ``prompt_bank``: confirmed phrasings, consulted with the same vector."""
+    ``prompt_bank``: confirmed phrasings, consulted with the same vector.
+    ``consented``: the requester's own enrolled faces (``policy.evaluate``)."""
     found = analyse_prompt(prompt) if findings is None else findings
-    ruling = evaluate(found, images, policy, allow_adult_content=allow_adult_content)
+    ruling = evaluate(found, images, policy, allow_adult_content=allow_adult_content,
+                      consented=consented)
     if semantic is None or ruling.decision == "block" or not needs_meaning(found, images):
         return Judgement(ruling, found)
     text = meaning_text(prompt, found)
@@ -77,7 +81,7 @@ def judge_generation(
     meaning = semantic.match(text, vector)
     if meaning:
         ruling = evaluate(found, images, policy, allow_adult_content=allow_adult_content,
-                          semantic=meaning)
+                          semantic=meaning, consented=consented)
     hit = prompt_bank.nearest(vector) if prompt_bank is not None else None
     if hit is not None and ruling.decision != "block":
         ruling = _bank_ruling(hit, found, images, policy, ruling, allow_adult_content)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -46,6 +46,7 @@ from consentry.evidence import Vault, keyring_for
 from consentry.evidence.fields import Column, with_quotes, without_quotes
 from consentry.gate.conversation import ThreadJudgement, judge_in_thread
 from consentry.gate.judgement import Judgement, judge_generation
+from consentry.gate.likeness import LikenessFinding, find_likeness, protect_likeness
 from consentry.gate.verdict import (
     AccountState,
     Appeal,
@@ -53,8 +54,10 @@ from consentry.gate.verdict import (
     PolicyCitation,
     Verdict,
 )
+from consentry.likeness.registry import LikenessRegistry
 from consentry.metrics import observe_verdict
 from consentry.policy import (
+    FaceRef,
     KnownMatch,
     Policy,
     Reason,
@@ -101,6 +104,7 @@ def utc_now() -> datetime:
 class _Analysis:
     prompt: PromptFindings
     images: tuple[ImageFindings, ...]
+    likeness: LikenessFinding = field(default_factory=LikenessFinding)
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class Gate:
         appeal_tokens: AppealTokens | None = None,
         vault: Vault | None = None,
         semantic: SemanticMatcher | None = None,
+        likeness: LikenessRegistry | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._appeal_tokens = appeal_tokens  # None: signed with the service key, on use
@@ -143,6 +148,7 @@ class Gate:
         self._banks = banks
         self._vault = vault
         self._semantic = semantic
+        self._likeness = likeness
         self._prompt_bank: PromptBank | None = None
         self._clock = clock
         self._pool = ThreadPoolExecutor(
@@ -202,27 +208,35 @@ class Gate:
             standing = None
 
         turn: _TurnMemory | None = None
+        likeness = LikenessFinding()
         try:
             analysis = self._analyse(prompt, images, deadline)
-            ruling = self._judge(prompt, analysis.images, analysis.prompt).ruling
+            likeness = analysis.likeness.seen_by(account)
+            ruling = self._judge(prompt, analysis.images, analysis.prompt,
+                                 likeness.consented).ruling
             if thread:
                 judged = self._judge_in_thread(thread, prompt, analysis, image_digests,
                                                account, ruling)
                 ruling = judged.ruling
                 turn = _TurnMemory(thread, prompt, image_digests, analysis.images,
                                    judged.evasion_of)
+            ruling = protect_likeness(ruling, likeness, edit=bool(images))
         except (InvalidRequest, SandboxBusy):
             raise  # a bad image (422) or a full decoding queue (503): not a verdict
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
             ruling = _fail_closed(exc)
-        return self._record("generation", ruling, prompt, images, account, key, started,
-                            standing, request=request, turn=turn)
+        verdict = self._record("generation", ruling, prompt, images, account, key, started,
+                               standing, request=request, turn=turn)
+        likeness.record_attempts(self._likeness, ruling, verdict.id, account)
+        return verdict
 
     def _judge(self, prompt: str, images: Sequence[ImageFindings],
-               findings: PromptFindings | None = None) -> Judgement:
+               findings: PromptFindings | None = None,
+               consented: frozenset[FaceRef] = frozenset()) -> Judgement:
         """Lexicons, the semantic layer where the cascade sends the request, policy."""
         semantic = self.semantic
         return judge_generation(prompt, images, self.policy, findings=findings,
+                                consented=consented,
                                 allow_adult_content=self.settings.allow_adult_content,
                                 semantic=semantic,
                                 prompt_bank=None if semantic is None
@@ -310,6 +324,18 @@ class Gate:
                     vault.check_keys()
                     self._vault = vault
         return self._vault
+
+    @property
+    def likeness(self) -> LikenessRegistry:
+        """The likeness registry (its index built from the database on first use)."""
+        if self._likeness is None:
+            vault = self.vault  # takes the lazy lock itself
+            with self._lazy_lock:
+                if self._likeness is None:
+                    self._likeness = LikenessRegistry(
+                        self.db, vault, self.sandbox, clock=self._clock,
+                        decode_timeout_s=self.settings.analysis_timeout_s)
+        return self._likeness
 
     @property
     def banks(self) -> BankServices:
@@ -422,7 +448,7 @@ class Gate:
             for f in futures:
                 f.cancel()
             raise TimeoutError("image analysis overran its time limit") from exc
-        return _Analysis(prompt_findings, found)
+        return _Analysis(prompt_findings, found, find_likeness(self.likeness, decoded, found))
 
     def _check_media(
         self,
@@ -450,7 +476,8 @@ class Gate:
         if content_id:
             self._check_content_id(content_id, image)
         try:
-            fp, findings, matches = self._analyse_media(image, deadline)
+            fp, findings, matches, found = self._analyse_media(image, deadline)
+            likeness = found.seen_by(account)
         except (InvalidRequest, SandboxBusy):
             raise  # a bad image (422) or a full decoding queue (503): not a verdict
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
@@ -460,7 +487,9 @@ class Gate:
             r.get("code") == ReasonCode.REAL_PERSON_IN_PHOTO for r in source.verdict["reasons"])
         ruling = evaluate_media(matches, findings, self.policy,
                                 real_person_source=real_person_source,
-                                allow_adult_content=self.settings.allow_adult_content)
+                                allow_adult_content=self.settings.allow_adult_content,
+                                consented=likeness.consented)
+        ruling = protect_likeness(ruling, likeness, edit=real_person_source)
         standing = None
         if ruling.decision == "allow" and account:
             with self.db.transaction() as session:
@@ -475,6 +504,7 @@ class Gate:
         verdict = self._record(kind, ruling, None, evidence, account, key, started, standing,
                                digests=[fp.hashes.sha256 or ""], request=request, sealed=[image],
                                content_id=content_id, image_only=_image_only(matches))
+        likeness.record_attempts(self._likeness, ruling, verdict.id, account)
         if ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}:
             if kind == "output" and not matches:
                 self.banks.bank_refusal(fp, ruling.clause, check_id=verdict.id)
@@ -488,7 +518,7 @@ class Gate:
 
     def _analyse_media(
         self, image: bytes, deadline: float
-    ) -> tuple[Fingerprint, ImageFindings, list[KnownMatch]]:
+    ) -> tuple[Fingerprint, ImageFindings, list[KnownMatch], LikenessFinding]:
         if self._analyser is None:
             self._load_models()  # loads while the image decodes
         decoded, fp = _decode_media(self.sandbox, image, deadline)
@@ -501,7 +531,7 @@ class Gate:
         except FutureTimeout as exc:
             analysis.cancel()
             raise TimeoutError("image analysis overran its time limit") from exc
-        return fp, findings, matches
+        return fp, findings, matches, find_likeness(self.likeness, [decoded], (findings,))
 
     def _generation(self, generation_id: str) -> CheckRecord:
         """The generation check an output claims to come from. Unknown: bad input. Refused

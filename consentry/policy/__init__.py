@@ -1,11 +1,19 @@
 """The policy (versioned YAML) and its evaluation: findings -> ruling."""
 
 from consentry.policy.document import Clause, Policy, PolicyError, load_policy
-from consentry.policy.evaluate import KnownMatch, MinorEvidence, Ruling, evaluate, evaluate_media
+from consentry.policy.evaluate import (
+    FaceRef,
+    KnownMatch,
+    MinorEvidence,
+    Ruling,
+    evaluate,
+    evaluate_media,
+)
 from consentry.policy.reasons import Reason, ReasonCode
 
 __all__ = [
     "Clause",
+    "FaceRef",
     "KnownMatch",
     "MinorEvidence",
     "Policy",

@@ -169,6 +169,7 @@ def evaluate(
     *,
     allow_adult_content: bool = False,
     semantic: Sequence[SemanticFinding] = (),
+    consented: frozenset[FaceRef] = frozenset(),
 ) -> Ruling:
     """Decide a generation request from its prompt and input-image findings.
 
@@ -176,6 +177,10 @@ def evaluate(
     a lower order than a lexicon finding: on its own it refuses a request about a real
     person only when ``strong``, holds it for review otherwise, and never suspends an
     account (with a minor it holds the request for a child-safety review, RV-1).
+
+    ``consented``: faces (image index, box) that are the requester's own, verified by the
+    likeness registry: consent on record, so II-1 does not apply to them (CS-1 and SX-1
+    still do).
     """
     concepts = prompt.concepts
     if prompt.benign_cues() & _NEUTRALISING_CUES:
@@ -210,8 +215,10 @@ def evaluate(
 
     # II-1: a sexualising edit of a photo of a real person.
     if images:
-        faces = _faces(images)
-        pointers = _person_refs(prompt, frozenset(PersonCue))
+        faces, own = _split_consented(_faces(images), consented)
+        # In a photo of the requester, "her" or "this woman" is the requester.
+        pointers = _person_refs(prompt, _IDENTIFYING_CUES if own and not faces
+                                else frozenset(PersonCue))
         real_person = faces or pointers
         if real_person and sexual:
             if concepts <= {Concept.SUGGESTIVE}:
@@ -221,7 +228,7 @@ def evaluate(
         if faces and intimate_inputs:
             # An intimate photo of a real person is being edited: consent cannot be seen.
             return Ruling("review", "RV-1", (*faces, *intimate_inputs))
-        if sexual and not (concepts & _EXPLICIT):
+        if sexual and not (concepts & _EXPLICIT) and not own:
             # Revealing edit of a photo where no one could be found: a person may still be
             # there (turned away, cropped face), so a human decides.
             return Ruling("review", "RV-1", tuple(sexual))
@@ -251,7 +258,24 @@ def evaluate(
     ]
     # Faces are listed on an allow too: an output check later needs to know the request
     # edited a photo of a real person.
-    return Ruling("allow", "OK-1", (*_faces(images), *benign))
+    return Ruling("allow", "OK-1", (*_faces(images), *_consent(images, consented), *benign))
+
+
+FaceRef = tuple[int, tuple[int, int, int, int]]  # (image index, face box)
+
+
+def _split_consented(faces: list[Reason], consented: frozenset[FaceRef],
+                     ) -> tuple[list[Reason], list[Reason]]:
+    """Faces of others, and the requester's own (consent on record)."""
+    own = [r for r in faces if (r.image, r.face_box) in consented]
+    return [r for r in faces if (r.image, r.face_box) not in consented], own
+
+
+def _consent(images: Sequence[ImageFindings], consented: frozenset[FaceRef]) -> list[Reason]:
+    return [Reason(ReasonCode.CONSENT_ON_RECORD, f"a face in image {image} is the "
+                   "requester's own, verified by the likeness registry", image=image,
+                   face_box=box)
+            for image, box in sorted(consented) if image < len(images)]
 
 
 @dataclass(frozen=True)
@@ -283,10 +307,12 @@ def evaluate_media(
     *,
     real_person_source: bool = False,
     allow_adult_content: bool = False,
+    consented: frozenset[FaceRef] = frozenset(),
 ) -> Ruling:
     """Decide an uploaded image or a generated output from its bank matches and analysis.
 
     ``real_person_source``: the output was generated from a photo of a real person.
+    ``consented``: faces that are the requester's own (see ``evaluate``).
     """
     # Known abuse first: a block-bank match decides, most severe clause first.
     for clause_id in _CLAUSE_SEVERITY:
@@ -302,7 +328,7 @@ def evaluate_media(
         under_18 = any(r.estimated_age < policy.estimated_minor_age for r in young)  # type: ignore[operator]
         evidence = MinorEvidence.ESTIMATED if under_18 else MinorEvidence.CHALLENGE_AGE
         return Ruling("block", "CS-1", (*young, *intimate), None, evidence)
-    faces = _faces([image])
+    faces, own = _split_consented(_faces([image]), consented)
     if faces and real_person_source:
         return Ruling("block", "II-1", (*faces, *intimate))
     if faces and allow_adult_content:
@@ -313,4 +339,4 @@ def evaluate_media(
         reason = Reason(ReasonCode.ADULT_CONTENT_ALLOWED, "explicit content of adults is "
                         "allowed on this platform for verified adults")
         return Ruling("allow", "SX-1", (*intimate, reason), policy.clause("SX-1").allowed_label)
-    return Ruling("block", "SX-1", (*faces, *intimate))
+    return Ruling("block", "SX-1", (*faces, *own, *intimate))

@@ -29,6 +29,9 @@ class ReasonCode(StrEnum):
     # Meaning (issue 10): the semantic layer and the prompt bank.
     SEMANTIC_MATCH = "semantic_match"
     PROMPT_BANK_MATCH = "prompt_bank_match"
+    # Likeness registry (issue 14): never names who is enrolled.
+    PROTECTED_LIKENESS = "protected_likeness"
+    CONSENT_ON_RECORD = "consent_on_record"  # the requester's own enrolled face
 
 
 @dataclass(frozen=True, slots=True)

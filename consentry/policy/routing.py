@@ -41,6 +41,10 @@ class ItemKind(StrEnum):
     CSAM_NOTICE = "csam_notice"  # a takedown notice reporting child sexual abuse material
     APPEAL = "appeal"  # an affected user contests a restriction
     HASH_DISPUTE = "hash_dispute"  # an upload appealed as a false known-hash match
+    # Likeness registry: a face enrolled again under another account, and repeated
+    # attempts against one protected person.
+    LIKENESS_DUPLICATE = "likeness_duplicate"
+    LIKENESS_ATTEMPTS = "likeness_attempts"
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,13 @@ SLA: Final[dict[ItemKind, timedelta]] = {
     ItemKind.TAKEDOWN_CASE: timedelta(hours=48),
     ItemKind.HASH_DISPUTE: timedelta(days=3),
     ItemKind.APPEAL: timedelta(days=7),
+    ItemKind.LIKENESS_DUPLICATE: timedelta(days=3),  # the person is waiting to enrol
+    ItemKind.LIKENESS_ATTEMPTS: timedelta(hours=48),
 }
 _PRIORITY: Final[dict[ItemKind, int]] = {
     ItemKind.CS1_CONFIRMATION: 0, ItemKind.CSAM_NOTICE: 0, ItemKind.TAKEDOWN_CASE: 1,
     ItemKind.REVIEW_VERDICT: 2, ItemKind.IMAGE_REFUSAL: 3, ItemKind.HASH_DISPUTE: 4,
-    ItemKind.APPEAL: 4,
+    ItemKind.APPEAL: 4, ItemKind.LIKENESS_DUPLICATE: 3, ItemKind.LIKENESS_ATTEMPTS: 2,
 }
 
 

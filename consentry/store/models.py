@@ -840,3 +840,61 @@ class RegulatorAttachment(Base):
     period_to: Mapped[datetime | None] = mapped_column(nullable=True)
     attached_at: Mapped[datetime] = mapped_column()
     attached_by: Mapped[str] = mapped_column(String(200))
+
+
+class LikenessEnrolment(Base):
+    """A person's entry in the likeness registry (``consentry.likeness``): their account,
+    status and protection settings. Their face embeddings are ``LikenessFace`` rows, each
+    sealed in the evidence vault; never the photos."""
+
+    __tablename__ = "likeness_enrolments"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # lik_<hex>
+    account_id: Mapped[str] = mapped_column(String(200), index=True)
+    # The account while the entry is live, NULL once withdrawn: one live entry per account.
+    live_account: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    status: Mapped[str] = mapped_column(String(20))  # active | held | withdrawn
+    no_edits: Mapped[bool] = mapped_column(default=False)
+    photo_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    withdrawn_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class LikenessFace(Base):
+    """One enrolled face embedding: the vault item that holds it sealed. Its id is the
+    key of the face in every replica's vector index."""
+
+    __tablename__ = "likeness_faces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    enrolment_id: Mapped[str] = mapped_column(ForeignKey("likeness_enrolments.id"), index=True)
+    evidence_id: Mapped[str] = mapped_column(ForeignKey("evidence_items.id"))
+
+
+class LikenessEvent(Base):
+    """Append-only log of enrolments, setting changes and withdrawals (audited); also the
+    change feed every replica's index replays."""
+
+    __tablename__ = "likeness_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    enrolment_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(30))  # enrolled | held | changed | withdrawn
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column()
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LikenessAttempt(Base):
+    """A refused attempt against a protected likeness by another account: counted to open
+    a review item for repeated attempts."""
+
+    __tablename__ = "likeness_attempts"
+    __table_args__ = (Index("ix_likeness_attempts_enrolment", "enrolment_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    enrolment_id: Mapped[str] = mapped_column(String(40))
+    check_id: Mapped[str] = mapped_column(String(40))
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    at: Mapped[datetime] = mapped_column()

@@ -122,4 +122,10 @@ CLAUSES: Final[dict[str, ClauseGround]] = {
         INCOMPATIBLE, "SX-1",
         "The content is explicit sexual content, which this service does not allow.",
         OTHER_VIOLATION_TC, (ADULT_SEXUAL_MATERIAL,), (ADULT_SEXUAL_MATERIAL,)),
+    # A person in the likeness registry asked that others do not edit photos of them.
+    "LR-1": ClauseGround(
+        INCOMPATIBLE, "LR-1",
+        "The request edits a photo of a person who has asked, through the likeness "
+        "registry, that others do not edit images of them.",
+        OTHER_VIOLATION_TC, (), ()),
 }

@@ -1,0 +1,177 @@
+"""Likeness registry figures: match rates at the chosen threshold on the public face
+photos that ship offline, and registry search time at 1M enrolled faces.
+
+    .venv/bin/python bench/bench_likeness.py --size 1000000 --queries 2000
+
+Part 1 (quality): two real people ship offline (skimage's astronaut, Eileen Collins;
+matplotlib's Grace Hopper). Same-person pairs are transformed copies of each photo
+(crops, resizes, JPEG, mirror, brightness, colour); different-person pairs are every
+astronaut copy against every Hopper copy, plus the 100 25x25 LFW faces in
+skimage.data.lfw_subset() (upscaled) against both. This set is SMALL: the rates are a
+check of the threshold, not an estimate to quote; dlib states 99.38% on LFW at 0.6.
+
+Part 2 (scale): random 128-d vectors scaled like dlib's descriptors, in the registry's
+index (usearch HNSW) and, for comparison, faiss HNSW; recall@1 against exact search
+(faiss IndexFlatL2). Not a test: timings depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from itertools import combinations, product
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from consentry.likeness.index import UsearchFaceIndex  # noqa: E402
+from consentry.likeness.registry import MATCH_DISTANCE  # noqa: E402
+from consentry.signals.image import ImageAnalyser, decode_image  # noqa: E402
+from consentry.signals.likeness import FaceEmbedder, face_distance  # noqa: E402
+
+
+def _jpeg(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def variants(img: Image.Image) -> dict[str, bytes]:
+    w, h = img.size
+    return {
+        "original": _jpeg(img, 92),
+        "mirror": _jpeg(ImageOps.mirror(img), 90),
+        "dark": _jpeg(ImageEnhance.Brightness(img).enhance(0.7), 90),
+        "bright": _jpeg(ImageEnhance.Brightness(img).enhance(1.3), 90),
+        "grey": _jpeg(ImageOps.grayscale(img), 90),
+        "jpeg40": _jpeg(img, 40),
+        "half": _jpeg(img.resize((w // 2 + 80, h // 2 + 80)), 80),
+        "crop": _jpeg(img.crop((w // 6, 0, w * 5 // 6, h * 2 // 3)), 85),
+        "crop_up": _jpeg(img.crop((w // 5, 0, w * 4 // 5, h * 3 // 5)).resize((480, 480)), 70),
+        "saturated": _jpeg(ImageEnhance.Color(img).enhance(1.6), 85),
+    }
+
+
+def people() -> dict[str, Image.Image]:
+    import matplotlib.cbook
+    from skimage import data
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as fh:
+        hopper = Image.open(io.BytesIO(fh.read())).convert("RGB")
+    return {"astronaut": Image.fromarray(data.astronaut()), "hopper": hopper}
+
+
+def quality() -> None:
+    embedder, analyser = FaceEmbedder(), ImageAnalyser(workers=1)
+    faces: dict[str, list[np.ndarray]] = {}
+    missed = 0
+    for person, img in people().items():
+        for data in variants(img).values():
+            decoded = decode_image(data)
+            found = analyser.analyse(0, decoded).faces
+            # The gate's path: the analysis's face boxes, the largest face is the person.
+            if not found:
+                missed += 1
+                continue
+            box = max((f.box for f in found), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+            faces.setdefault(person, []).append(embedder.embed_boxes(decoded, (box,))[0].vector)
+    from skimage import data as skdata
+
+    lfw = []
+    for small in skdata.lfw_subset()[:100]:
+        grey = Image.fromarray((small * 255).astype(np.uint8)).resize((160, 160))
+        decoded = decode_image(_jpeg(grey, 95))
+        lfw.append(embedder.embed_boxes(decoded, ((5, 5, 155, 155),))[0].vector)
+    same = [face_distance(a, b) for vs in faces.values() for a, b in combinations(vs, 2)]
+    diff = [face_distance(a, b) for a, b in product(faces["astronaut"], faces["hopper"])]
+    diff_lfw = [face_distance(a, b) for a, b in product(
+        [v for vs in faces.values() for v in vs], lfw)]
+    print(f"quality: {sum(len(v) for v in faces.values())} face images of 2 people "
+          f"(transformed copies; {missed} copies had no face found), 100 LFW faces")
+    print(f"threshold (Euclidean, dlib descriptor): {MATCH_DISTANCE}")
+    for name, values, want in (("same person", same, True),
+                               ("different people", diff, False),
+                               ("vs LFW 25x25 faces", diff_lfw, False)):
+        values_a = np.asarray(values)
+        rate = float(np.mean(values_a <= MATCH_DISTANCE))
+        label = "true-match rate" if want else "false-match rate"
+        print(f"  {name:20s} pairs={len(values_a):5d} {label}={rate:.4f} "
+              f"distance min/median/max={values_a.min():.3f}/{np.median(values_a):.3f}/"
+              f"{values_a.max():.3f}")
+
+
+def scale(size: int, queries: int, faiss_too: bool) -> None:
+    rng = np.random.default_rng(14)
+    # dlib descriptors have a norm of about 1.4 (measured here on the photos above).
+    data = rng.standard_normal((size, 128)).astype(np.float32)
+    data *= 1.4 / np.linalg.norm(data, axis=1, keepdims=True)
+    probe = data[rng.integers(0, size, queries)] + rng.normal(
+        0, 0.02, (queries, 128)).astype(np.float32)
+    index = UsearchFaceIndex()
+    started = time.perf_counter()
+    index.add(np.arange(1, size + 1, dtype=np.int64), data)
+    print(f"scale: {size:,} faces; usearch build {time.perf_counter() - started:.1f} s")
+    timings, got = [], []
+    for q in probe:
+        t = time.perf_counter()
+        hits = index.nearest(q, 8)
+        timings.append(time.perf_counter() - t)
+        got.append(hits[0].key - 1 if hits else -1)
+    exact = _exact(data, probe)
+    ms = np.asarray(timings) * 1000
+    print(f"  usearch HNSW search: p50 {np.percentile(ms, 50):.3f} ms, "
+          f"p99 {np.percentile(ms, 99):.3f} ms; recall@1 vs exact "
+          f"{np.mean(np.asarray(got) == exact):.4f} ({queries} queries)")
+    if faiss_too:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        hnsw = faiss.IndexHNSWFlat(128, 16)
+        hnsw.hnsw.efConstruction, hnsw.hnsw.efSearch = 128, 64
+        t = time.perf_counter()
+        hnsw.add(data)
+        print(f"  faiss HNSW build {time.perf_counter() - t:.1f} s")
+        timings, found = [], []
+        for q in probe:
+            t = time.perf_counter()
+            _, ids = hnsw.search(q[None, :], 8)
+            timings.append(time.perf_counter() - t)
+            found.append(ids[0][0])
+        ms = np.asarray(timings) * 1000
+        print(f"  faiss HNSW search:   p50 {np.percentile(ms, 50):.3f} ms, "
+              f"p99 {np.percentile(ms, 99):.3f} ms; recall@1 vs exact "
+              f"{np.mean(np.asarray(found) == exact):.4f}")
+
+
+def _exact(data: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    import faiss
+
+    flat = faiss.IndexFlatL2(128)
+    flat.add(data)
+    t = time.perf_counter()
+    _, ids = flat.search(probe, 1)
+    print(f"  exact search (faiss flat, batched): "
+          f"{(time.perf_counter() - t) * 1000 / len(probe):.2f} ms a query")
+    return ids[:, 0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--no-faiss", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_quality:
+        quality()
+    scale(args.size, args.queries, not args.no_faiss)
+
+
+if __name__ == "__main__":
+    main()
