@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
                                         vault=g.vault)
         app.state.decisions = Decisions(app.state.queues, svc, g.banks, g.policy,
                                         sender=svc.log.sender, appeal_tokens=g.appeal_tokens,
-                                        public_url=settings.public_base, sandbox=g.sandbox)
+                                        public_url=settings.public_base, sandbox=g.sandbox,
+                                        likeness=g.likeness)
         app.state.appeals = AppealDesk(g.db, g.appeal_tokens, g.policy, clock=svc.now,
                                        fields=g.vault.fields)
         app.state.people = people or People.open(g.db, settings)

@@ -43,6 +43,7 @@ from consentry.enforcement.ledger import (
 from consentry.enforcement.standing import consequence_of
 from consentry.errors import ConsentryError, InvalidRequest
 from consentry.evidence.fields import Column
+from consentry.likeness.registry import LikenessRegistry
 from consentry.policy.document import Policy
 from consentry.policy.evaluate import Ruling
 from consentry.policy.routing import CHILD_SAFETY_CLAUSES, Queue
@@ -90,7 +91,8 @@ class _Plan:
 class Decisions:
     def __init__(self, queues: ReviewQueues, takedowns: TakedownService, banks: BankServices,
                  policy: Policy, *, sender: Sender, appeal_tokens: AppealTokens,
-                 public_url: str, sandbox: Sandbox | None = None) -> None:
+                 public_url: str, sandbox: Sandbox | None = None,
+                 likeness: LikenessRegistry | None = None) -> None:
         self.queues = queues
         self.db = queues.db
         self.takedowns = takedowns
@@ -100,6 +102,7 @@ class Decisions:
         self.tokens = appeal_tokens
         self.public_url = public_url
         self._sandbox = sandbox
+        self._likeness = likeness
 
     def decide(self, reviewer: Reviewer, item_ids: Sequence[int], decision: Decision | str,
                clause: str, rationale: str, *,
@@ -294,6 +297,16 @@ class Decisions:
 
         plan.now.append(record)
 
+    # likeness registry: a face enrolled again under another account
+    def _settle_likeness(self, s: Session, row: ReviewItem, clause: str, rationale: str,
+                         reviewer: Reviewer, plan: _Plan, *, same_person: bool) -> None:
+        if self._likeness is None:
+            raise InvalidRequest("likeness_unavailable", "the likeness registry is not "
+                                 "available to this console", field="decision")
+        registry, enrolment = self._likeness, row.subject
+        plan.before.append(lambda: registry.settle_held(
+            enrolment, same_person=same_person, actor=_actor(reviewer)))
+
     # appeals and disputes
     def _grant_appeal(self, s: Session, row: ReviewItem, clause: str, rationale: str,
                       reviewer: Reviewer, plan: _Plan) -> None:
@@ -471,6 +484,12 @@ _EFFECTS: Final[dict[tuple[str, Decision], Effect]] = {
     ("appeal", Decision.UPHOLD): Decisions._deny_appeal,
     ("hash_dispute", Decision.OVERTURN): Decisions._grant_appeal,
     ("hash_dispute", Decision.UPHOLD): Decisions._deny_appeal,
+    # Uphold: the enrolment already on record stands. Overturn: this account is the
+    # person; the earlier enrolment is withdrawn and the person enrols again.
+    ("likeness_duplicate", Decision.UPHOLD): lambda d, s, r, c, ra, rv, p: d._settle_likeness(
+        s, r, c, ra, rv, p, same_person=False),
+    ("likeness_duplicate", Decision.OVERTURN): lambda d, s, r, c, ra, rv, p: d._settle_likeness(
+        s, r, c, ra, rv, p, same_person=True),
 }
 
 

@@ -85,7 +85,7 @@ class Enrolment:
 
     id: str
     account: str
-    status: str  # active | held | withdrawn
+    status: str  # active | held | withdrawn | cleared | refused (the last two: settled)
     no_edits: bool
     never_sexualise: bool
     photo_count: int
@@ -193,7 +193,8 @@ class LikenessRegistry:
                         self._store_face(s, enrolment_id, position, face, actor)
                 s.add(LikenessEvent(enrolment_id=enrolment_id,
                                     kind="held" if clash else "enrolled", actor=actor, at=now,
-                                    details={"photos": len(photos), "no_edits": no_edits}))
+                                    details={"photos": len(photos), "no_edits": no_edits,
+                                             **({"matches": clash} if clash else {})}))
         except IntegrityError:
             raise LikenessConflict(f"account {account!r} already has a likeness entry; "
                                    "change its settings or withdraw it first",
@@ -232,21 +233,65 @@ class LikenessRegistry:
         now = self._clock()
         with self.db.transaction() as s:
             row = self._live(s, account, lock=True)
-            faces = list(s.scalars(select(LikenessFace).where(
-                LikenessFace.enrolment_id == row.id)))
-            evidence = [f.evidence_id for f in faces]
-            for face in faces:
-                s.delete(face)
-            s.flush()  # the faces refer to the vault items
-            self._vault.erase(s, evidence, actor=actor, reason="likeness enrolment withdrawn")
-            row.status, row.live_account = "withdrawn", None
-            row.withdrawn_at = row.updated_at = now
-            s.add(LikenessEvent(enrolment_id=row.id, kind="withdrawn", actor=actor, at=now,
-                                details={"embeddings_erased": len(faces)}))
+            self._erase(s, row, actor=actor, now=now, reason="likeness enrolment withdrawn")
             enrolment = Enrolment.of(row)
         with self._lock:
             self._drop(row.id)
         return enrolment
+
+    def settle_held(self, enrolment_id: str, *, same_person: bool, actor: str) -> None:
+        """A reviewer's answer to an enrolment held because its face was already enrolled
+        under another account (review kind ``likeness_duplicate``).
+
+        ``same_person``: the held account is the face's owner and the earlier enrolments it
+        matched are not (an impostor, or an account the person lost): those are withdrawn,
+        their embeddings erased, and the held entry is closed so that the person enrols
+        again, now without a clash. Otherwise the held entry is refused and the earlier
+        enrolment stands. Settling again the same way does nothing; ``NotEnrolled`` when
+        the entry is not held (settled the other way, or unknown)."""
+        now = self._clock()
+        settled = "cleared" if same_person else "refused"
+        with self.db.transaction() as s:
+            held = s.scalars(select(LikenessEnrolment).where(
+                LikenessEnrolment.id == enrolment_id).with_for_update()).first()
+            if held is not None and held.status == settled:
+                return  # settled so already (a decision retried after a failed commit)
+            if held is None or held.status != "held":
+                raise NotEnrolled(f"likeness entry {enrolment_id!r} is not held for review")
+            earlier: list[str] = []
+            if same_person:
+                matched = s.scalars(select(LikenessEvent.details).where(
+                    LikenessEvent.enrolment_id == enrolment_id,
+                    LikenessEvent.kind == "held")).first() or {}
+                for other in s.scalars(select(LikenessEnrolment).where(
+                        LikenessEnrolment.id.in_(matched.get("matches", [])),
+                        LikenessEnrolment.status == "active").with_for_update()):
+                    self._erase(s, other, actor=actor, now=now,
+                                reason="likeness enrolment withdrawn by review",
+                                details={"review_of": enrolment_id})
+                    earlier.append(other.id)
+            held.status = settled
+            held.live_account, held.updated_at = None, now
+            s.add(LikenessEvent(enrolment_id=held.id, kind=held.status, actor=actor, at=now,
+                                details={"withdrawn": earlier}))
+        with self._lock:
+            for other_id in earlier:
+                self._drop(other_id)
+
+    def _erase(self, s: Session, row: LikenessEnrolment, *, actor: str, now: datetime,
+               reason: str, details: dict[str, Any] | None = None) -> None:
+        """Withdraw ``row``: its embeddings and their vault items deleted, audited."""
+        faces = list(s.scalars(select(LikenessFace).where(
+            LikenessFace.enrolment_id == row.id)))
+        evidence = [f.evidence_id for f in faces]
+        for face in faces:
+            s.delete(face)
+        s.flush()  # the faces refer to the vault items
+        self._vault.erase(s, evidence, actor=actor, reason=reason)
+        row.status, row.live_account = "withdrawn", None
+        row.withdrawn_at = row.updated_at = now
+        s.add(LikenessEvent(enrolment_id=row.id, kind="withdrawn", actor=actor, at=now,
+                            details={"embeddings_erased": len(faces), **(details or {})}))
 
     # -- matching -------------------------------------------------------------------------
 

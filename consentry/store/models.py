@@ -880,7 +880,7 @@ class LikenessEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     enrolment_id: Mapped[str] = mapped_column(String(40), index=True)
-    kind: Mapped[str] = mapped_column(String(30))  # enrolled | held | changed | withdrawn
+    kind: Mapped[str] = mapped_column(String(30))  # enrolled|held|changed|withdrawn|cleared|refused
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column()
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

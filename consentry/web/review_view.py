@@ -18,6 +18,8 @@ KIND_LABELS: Final = {
     "csam_notice": "Notice of child sexual abuse material",
     "appeal": "Appeal",
     "hash_dispute": "Disputed hash match",
+    "likeness_duplicate": "Face enrolled under another account",
+    "likeness_attempts": "Repeated attempts against a protected likeness",
 }
 QUEUE_LABELS: Final = {
     "takedowns": "Takedown cases",
@@ -37,6 +39,9 @@ DECISION_LABELS: Final = {
     "csam_notice": ("Confirmed: child sexual abuse material", "Not child sexual abuse material"),
     "appeal": ("Deny the appeal", "Grant the appeal: reverse everything"),
     "hash_dispute": ("The match stands", "False match: allow this image"),
+    "likeness_duplicate": ("Refuse: the enrolment on record stands",
+                           "Same person: withdraw the earlier enrolment"),
+    "likeness_attempts": ("Pattern of abuse: refer the accounts", "No pattern: dismiss"),
 }
 
 

@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from likeness_photos import enrolment_photos, third_picture
 from platform_content import register, tida
 from removal_platform import SECRET
 from sent_notices import SentNotice, sent_notices
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from consentry.banks.services import entry_hashes
 from consentry.cases.appeals import AlreadyAppealed, AppealDesk, AppealWindowClosed
@@ -23,10 +24,12 @@ from consentry.cases.review import ItemGone, Reviewer, ReviewQueues
 from consentry.cases.senders import OutboxSender
 from consentry.cases.takedowns import TakedownService
 from consentry.errors import InvalidRequest, TooManyAttempts
+from consentry.likeness.registry import LikenessConflict, NotEnrolled
 from consentry.signals.hashing import fingerprint
 from consentry.store.models import (
     CheckMedia,
     CheckRecord,
+    LikenessFace,
     ReviewItem,
     Strike,
     User,
@@ -62,7 +65,8 @@ def desk(gate, clock, tmp_path, platform):
     queues = ReviewQueues(gate.db, clock=clock, reveals_per_shift=2,
                           case_view=lambda n: takedowns.view(n).to_dict(), vault=gate.vault)
     decisions = Decisions(queues, takedowns, gate.banks, gate.policy, sender=takedowns.log.sender,
-                          appeal_tokens=gate.appeal_tokens, public_url="https://safety.example")
+                          appeal_tokens=gate.appeal_tokens, public_url="https://safety.example",
+                          likeness=gate.likeness)
     yield {"queues": queues, "decisions": decisions, "takedowns": takedowns,
            "appeals": AppealDesk(gate.db, gate.appeal_tokens, gate.policy, clock=clock,
                                   fields=gate.vault.fields)}
@@ -401,3 +405,48 @@ def test_ncii_image_bytes_go_once_the_decision_is_settled_and_child_safety_bytes
     assert gate.vault.media(child.id, 0, actor="test", why="checking the kept bytes") == \
         photos["hopper"]
     assert queues.drop_settled_media(window) == 0
+
+
+def _held_duplicate(gate, photos) -> None:
+    """The astronaut's face enrolled by "early", then again by "alice": held for review."""
+    gate.likeness.enrol("early", enrolment_photos(photos["astronaut"]), actor="platform")
+    with pytest.raises(LikenessConflict):
+        gate.likeness.enrol("alice", enrolment_photos(photos["astronaut"]), actor="platform")
+
+
+def test_a_reviewer_who_finds_the_earlier_enrolment_an_impostor_hands_the_face_back(
+        gate, desk, people, photos):
+    _held_duplicate(gate, photos)
+    queues, decide = desk["queues"], desk["decisions"]
+    item = queues.take_next(people["mia"], "gate_review")
+    assert item.kind == "likeness_duplicate"
+    [done] = decide.decide(people["mia"], [item.id], Decision.OVERTURN, "LR-1",
+                           "alice's verified documents match the face; early is an impostor")
+    assert done.decided, done.problem
+    # The impostor's entry is withdrawn with its embeddings; alice enrols again, cleanly.
+    with pytest.raises(NotEnrolled):
+        gate.likeness.get("early")
+    with gate.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(LikenessFace)) == 0
+    assert gate.likeness.enrol("alice", enrolment_photos(photos["astronaut"]),
+                               actor="platform").status == "active"
+    # Her consent is now hers: the impostor's mild request on her picture is refused.
+    third = third_picture(photos["astronaut"])
+    assert gate.check_generation("make her outfit more revealing", [third],
+                                 account="early").policy.clause == "II-1"
+
+
+def test_a_reviewer_who_upholds_the_enrolment_on_record_refuses_the_second(
+        gate, desk, people, photos):
+    _held_duplicate(gate, photos)
+    queues, decide = desk["queues"], desk["decisions"]
+    item = queues.take_next(people["noah"], "gate_review")
+    [done] = decide.decide(people["noah"], [item.id], Decision.UPHOLD, "LR-1",
+                           "no evidence that alice is the person enrolled first")
+    assert done.decided, done.problem
+    assert gate.likeness.get("early").status == "active"
+    with pytest.raises(NotEnrolled):
+        gate.likeness.get("alice")  # refused: nothing of hers is on record
+    with gate.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(LikenessFace)) == 2  # early's two
+
