@@ -1248,6 +1248,10 @@ from consentry.cli_report import report_app  # noqa: E402
 
 app.add_typer(report_app, name="report")
 
+from consentry.cli_provenance import provenance_app  # noqa: E402
+
+app.add_typer(provenance_app, name="provenance")
+
 
 def main() -> None:
     """The ``consentry`` command: a configuration the service cannot run with (a bad

@@ -123,6 +123,15 @@ class Settings:
     # (one process, SQLite or PostgreSQL); "procrastinate", a job queue in PostgreSQL that
     # ``consentry worker`` processes run, so API replicas run no jobs themselves.
     jobs: str = "embedded"
+    # Provenance on outputs (docs/provenance.md): the C2PA signing key and its certificate
+    # chain (leaf first), each PEM text or a path to a PEM file; the certificates whose
+    # manifests are believed (None: the root of the signing chain); the generator's name
+    # as manifests state it. Unset key or chain: marking is refused, never signed with a
+    # made-up key.
+    provenance_key: str | None = field(default=None, repr=False)
+    provenance_certs: str | None = field(default=None, repr=False)
+    provenance_trust_anchors: str | None = field(default=None, repr=False)
+    provenance_generator: str = "Consentry-gated image generator"
 
     def __post_init__(self) -> None:
         if self.content_index not in {"memory", "clickhouse"}:
@@ -239,6 +248,11 @@ class Settings:
             clickhouse_url=env.get("CONSENTRY_CLICKHOUSE_URL") or None,
             clickhouse_database=env.get("CONSENTRY_CLICKHOUSE_DATABASE") or "consentry",
             jobs=(env.get("CONSENTRY_JOBS") or "embedded").strip().lower(),
+            provenance_key=env.get("CONSENTRY_PROVENANCE_KEY") or None,
+            provenance_certs=env.get("CONSENTRY_PROVENANCE_CERTS") or None,
+            provenance_trust_anchors=env.get("CONSENTRY_PROVENANCE_TRUST_ANCHORS") or None,
+            provenance_generator=(env.get("CONSENTRY_PROVENANCE_GENERATOR") or "").strip()
+            or "Consentry-gated image generator",
         )
 
 

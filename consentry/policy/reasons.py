@@ -29,6 +29,9 @@ class ReasonCode(StrEnum):
     # Meaning (issue 10): the semantic layer and the prompt bank.
     SEMANTIC_MATCH = "semantic_match"
     PROMPT_BANK_MATCH = "prompt_bank_match"
+    # Provenance (issue 14): C2PA manifests and the platform's watermark.
+    AI_GENERATED = "ai_generated"  # a trusted manifest or our watermark says so
+    PROVENANCE_UNVERIFIED = "provenance_unverified"  # a forged, broken or untrusted manifest
 
 
 @dataclass(frozen=True, slots=True)
