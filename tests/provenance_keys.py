@@ -37,7 +37,8 @@ def make_credentials(org: str) -> Credentials:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     leaf_key = ec.generate_private_key(ec.SECP256R1())
 
-    def builder(subject: str, issuer: str, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+    def builder(subject: str, issuer: str,
+                key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
         return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(days=1))

@@ -87,7 +87,8 @@ def test_marking_is_refused_for_other_bytes_refusals_and_unknown_checks(marking_
     assert generation.decision == "block"
     with pytest.raises(Conflict, match="only outputs"):
         marking_gate.mark_output(generation.id, photos["astronaut"])
-    unconfigured = Gate(db, settings=Settings(data_dir=tmp_path), analyser=marking_gate.image_analyser)
+    unconfigured = Gate(db, settings=Settings(data_dir=tmp_path),
+                        analyser=marking_gate.image_analyser)
     try:
         with pytest.raises(ProvenanceNotConfigured, match="CONSENTRY_PROVENANCE_KEY"):
             unconfigured.mark_output(verdict.id, photos["coffee"])
