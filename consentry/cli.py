@@ -1224,6 +1224,10 @@ from consentry.cli_likeness import likeness_app  # noqa: E402
 
 app.add_typer(likeness_app, name="likeness")
 
+from consentry.cli_provenance import provenance_app  # noqa: E402
+
+app.add_typer(provenance_app, name="provenance")
+
 
 def main() -> None:
     """The ``consentry`` command: a configuration the service cannot run with (a bad

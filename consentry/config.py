@@ -128,6 +128,15 @@ class Settings:
     # "bank=source,..." with source stopncii, ncmec or csv; their credentials are read
     # from the CONSENTRY_STOPNCII_*, _NCMEC_* and _HMA_CSV_* variables at each sync.
     exchange_syncs: tuple[ExchangeSync, ...] = ()
+    # Provenance on outputs (docs/provenance.md): the C2PA signing key and its certificate
+    # chain (leaf first), each PEM text or a path to a PEM file; the certificates whose
+    # manifests are believed (None: the root of the signing chain); the generator's name
+    # as manifests state it. Unset key or chain: marking is refused, never signed with a
+    # made-up key.
+    provenance_key: str | None = field(default=None, repr=False)
+    provenance_certs: str | None = field(default=None, repr=False)
+    provenance_trust_anchors: str | None = field(default=None, repr=False)
+    provenance_generator: str = "Consentry-gated image generator"
 
     def __post_init__(self) -> None:
         if self.content_index not in {"memory", "clickhouse"}:
@@ -245,6 +254,11 @@ class Settings:
             clickhouse_database=env.get("CONSENTRY_CLICKHOUSE_DATABASE") or "consentry",
             jobs=(env.get("CONSENTRY_JOBS") or "embedded").strip().lower(),
             exchange_syncs=parse_exchange_syncs(env.get("CONSENTRY_EXCHANGE_SYNCS") or ""),
+            provenance_key=env.get("CONSENTRY_PROVENANCE_KEY") or None,
+            provenance_certs=env.get("CONSENTRY_PROVENANCE_CERTS") or None,
+            provenance_trust_anchors=env.get("CONSENTRY_PROVENANCE_TRUST_ANCHORS") or None,
+            provenance_generator=(env.get("CONSENTRY_PROVENANCE_GENERATOR") or "").strip()
+            or "Consentry-gated image generator",
         )
 
 

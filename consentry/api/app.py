@@ -15,6 +15,7 @@ from consentry.api.auth import KeyCache
 from consentry.api.routers import accounts, banks, check, hma, likeness, media, prompt_bank
 from consentry.api.routers import appeals as appeals_api
 from consentry.api.routers import health as operations_api
+from consentry.api.routers import provenance as provenance_api
 from consentry.api.routers import statements as statements_api
 from consentry.api.routers import takedowns as takedowns_api
 from consentry.audit.checkpoints import signer_for
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     app.include_router(check.router)
     app.include_router(accounts.router)
     app.include_router(media.router)
+    app.include_router(provenance_api.router)
     app.include_router(banks.router)
     app.include_router(prompt_bank.router)
     app.include_router(likeness.router)

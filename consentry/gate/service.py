@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -41,17 +42,19 @@ from consentry.enforcement.standing import (
     costs_anything,
     standing_after,
 )
-from consentry.errors import Conflict, InvalidRequest
+from consentry.errors import Conflict, InvalidRequest, NotFound
 from consentry.evidence import Vault, keyring_for
 from consentry.evidence.fields import Column, with_quotes, without_quotes
 from consentry.gate.conversation import ThreadJudgement, judge_in_thread
 from consentry.gate.judgement import Judgement, judge_generation
 from consentry.gate.likeness import LikenessFinding, find_likeness, protect_likeness
+from consentry.gate.marking import MarkedImage, mark_image, signing_credentials, trust_anchors
 from consentry.gate.verdict import (
     AccountState,
     Appeal,
     EnforcementOutcome,
     PolicyCitation,
+    Provenance,
     Verdict,
 )
 from consentry.likeness.registry import LikenessRegistry
@@ -66,18 +69,21 @@ from consentry.policy import (
     evaluate_media,
     load_policy,
 )
+from consentry.policy.provenance import unverified_reasons
 from consentry.policy.routing import route_check
 from consentry.secret_key import derive_key, service_secret_key
 from consentry.signals.findings import ImageFindings, PromptFindings
 from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected
 from consentry.signals.prompt import analyse_prompt
+from consentry.signals.provenance import ProvenanceFindings
 from consentry.signals.sandbox import DecodeFailed, Sandbox, SandboxBusy, shared_sandbox
 from consentry.signals.semantic import (
     SemanticMatcher,
     default_matcher,
     semantic_encoder_name,
 )
+from consentry.signals.watermark import detect_mark
 from consentry.store import Database
 from consentry.store.batching import BatchWriter
 from consentry.store.models import CheckMedia, CheckRecord
@@ -105,6 +111,17 @@ class _Analysis:
     prompt: PromptFindings
     images: tuple[ImageFindings, ...]
     likeness: LikenessFinding = field(default_factory=LikenessFinding)
+
+
+@dataclass(frozen=True)
+class _MediaAnalysis:
+    """What an upload's or an output's analysis found."""
+
+    fingerprint: Fingerprint
+    findings: ImageFindings
+    matches: list[KnownMatch]
+    likeness: LikenessFinding
+    provenance: ProvenanceFindings | None  # uploads only
 
 
 @dataclass(frozen=True)
@@ -312,6 +329,35 @@ class Gate:
         return self._check_media("output", image, account, generation_id, None,
                                  idempotency_key, source=source)
 
+    def mark_output(self, check_id: str, image: bytes) -> MarkedImage:
+        """The output of allowed check ``check_id``, watermarked and signed with a C2PA
+        manifest (docs/provenance.md). ``image`` must be the very bytes that were checked.
+        Unknown check: ``NotFound``; not an allowed output: ``Conflict``; other bytes:
+        ``InvalidRequest``; no signing key configured: ``ProvenanceNotConfigured``."""
+        check_id = _validate_token(check_id, "check_id", MAX_ACCOUNT_ID) or ""
+        if not isinstance(image, bytes | bytearray) or not image:
+            raise InvalidRequest("missing_image", "the checked output image is required",
+                                 field="image")
+        with self.db.transaction() as session:
+            record = session.get(CheckRecord, check_id)
+        if record is None:
+            raise NotFound(f"no check {check_id!r}")
+        if record.kind != "output":
+            raise Conflict(f"check {check_id} is a {record.kind} check; only outputs are "
+                           "marked", code="not_an_output")
+        if record.decision != "allow":
+            raise Conflict(f"output {check_id} was not allowed ({record.decision}, "
+                           f"{record.clause}): it must not be shown, so it is not marked",
+                           code="output_not_allowed")
+        if hashlib.sha256(image).hexdigest() not in (record.image_sha256 or []):
+            # Only the checked bytes: marking is no way round the gate for another image.
+            raise InvalidRequest("image_mismatch", f"this image is not the one output "
+                                 f"{check_id} checked; send the same bytes", field="image")
+        credentials = signing_credentials(self.settings)
+        return mark_image(bytes(image), credentials=credentials,
+                          generator=self.settings.provenance_generator,
+                          verdict_id=check_id, policy_version=record.policy_version)
+
     @property
     def vault(self) -> Vault:
         """The evidence vault (keys from configuration; checked when first used)."""
@@ -476,8 +522,9 @@ class Gate:
         if content_id:
             self._check_content_id(content_id, image)
         try:
-            fp, findings, matches, found = self._analyse_media(image, deadline)
-            likeness = found.seen_by(account)
+            media = self._analyse_media(image, deadline, provenance=kind == "upload")
+            fp, findings, matches = media.fingerprint, media.findings, media.matches
+            likeness = media.likeness.seen_by(account)
         except (InvalidRequest, SandboxBusy):
             raise  # a bad image (422) or a full decoding queue (503): not a verdict
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
@@ -488,8 +535,11 @@ class Gate:
         ruling = evaluate_media(matches, findings, self.policy,
                                 real_person_source=real_person_source,
                                 allow_adult_content=self.settings.allow_adult_content,
-                                consented=likeness.consented)
+                                consented=likeness.consented, provenance=media.provenance)
         ruling = protect_likeness(ruling, likeness, edit=real_person_source)
+        # A manifest that cannot be believed is reported as such; it clears nothing.
+        ruling = replace(ruling, reasons=(*ruling.reasons,
+                                          *unverified_reasons(media.provenance)))
         standing = None
         if ruling.decision == "allow" and account:
             with self.db.transaction() as session:
@@ -503,7 +553,8 @@ class Gate:
         evidence = [] if ruling.clause == "KM-1" else [image]
         verdict = self._record(kind, ruling, None, evidence, account, key, started, standing,
                                digests=[fp.hashes.sha256 or ""], request=request, sealed=[image],
-                               content_id=content_id, image_only=_image_only(matches))
+                               content_id=content_id, image_only=_image_only(matches),
+                               provenance=media.provenance)
         likeness.record_attempts(self._likeness, ruling, verdict.id, account)
         if ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}:
             if kind == "output" and not matches:
@@ -517,11 +568,18 @@ class Gate:
         return verdict
 
     def _analyse_media(
-        self, image: bytes, deadline: float
-    ) -> tuple[Fingerprint, ImageFindings, list[KnownMatch], LikenessFinding]:
+        self, image: bytes, deadline: float, *, provenance: bool = False,
+    ) -> _MediaAnalysis:
         if self._analyser is None:
             self._load_models()  # loads while the image decodes
+        # The manifest is parsed in a sandbox worker too, beside the decode.
+        manifest = self._pool.submit(self.sandbox.manifest, image,
+                                     trust_anchors(self.settings),
+                                     timeout_s=_left(deadline)) if provenance else None
         decoded, fp = _decode_media(self.sandbox, image, deadline)
+        # The watermark is read from the decoded pixels, never from the container.
+        mark = self._pool.submit(detect_mark, np.asarray(decoded.analysis)) \
+            if provenance else None
         analysis = self._pool.submit(self._image_models(deadline).analyse, 0, decoded)
         found = self.banks.matcher.match(fp.hashes.md5, fp.query_array())
         matches = [KnownMatch(m.bank, m.category, m.clause, m.entry_id, m.signal, m.distance)
@@ -531,7 +589,17 @@ class Gate:
         except FutureTimeout as exc:
             analysis.cancel()
             raise TimeoutError("image analysis overran its time limit") from exc
-        return fp, findings, matches, find_likeness(self.likeness, [decoded], (findings,))
+        found_provenance = None
+        if manifest is not None and mark is not None:
+            try:
+                found_provenance = ProvenanceFindings(
+                    manifest.result(timeout=_left(deadline)),
+                    mark.result(timeout=_left(deadline)))
+            except FutureTimeout as exc:
+                raise TimeoutError("provenance reading overran its time limit") from exc
+        return _MediaAnalysis(fp, findings, matches,
+                              find_likeness(self.likeness, [decoded], (findings,)),
+                              found_provenance)
 
     def _generation(self, generation_id: str) -> CheckRecord:
         """The generation check an output claims to come from. Unknown: bad input. Refused
@@ -591,6 +659,7 @@ class Gate:
         image_only: bool = False,
         sealed: Sequence[bytes] | None = None,
         turn: _TurnMemory | None = None,
+        provenance: ProvenanceFindings | None = None,
     ) -> Verdict:
         """Record the check, apply its consequence and open its review item (when a person
         must look: ``policy.routing``) in one transaction.
@@ -627,7 +696,7 @@ class Gate:
                 session, vault, check_id, kind, ruling, prompt,
                 images if sealed is None else sealed, account, now)
             verdict = self._verdict(check_id, kind, ruling, consequence, standing, now,
-                                    preserved=preserved)
+                                    preserved=preserved, provenance=provenance)
             session.add(CheckRecord(
                 id=check_id, kind=kind, account_id=account, idempotency_key=key,
                 created_at=now, decision=ruling.decision, category=verdict.category,
@@ -730,6 +799,7 @@ class Gate:
         now: datetime,
         *,
         preserved: bool = False,
+        provenance: ProvenanceFindings | None = None,
     ) -> Verdict:
         clause = self.policy.clause(ruling.clause)
         restricts = ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}
@@ -759,6 +829,8 @@ class Gate:
             # (consentry.reporting.statements).
             statement_of_reasons=check_id if restricts else None,
             created_at=now,
+            provenance=None if provenance is None
+            else Provenance.model_validate(provenance.to_dict()),
         )
 
 

@@ -66,6 +66,33 @@ class Appeal(BaseModel):
                 "given; a person reviews it.")
 
 
+class ManifestClaims(BaseModel):
+    """An image's C2PA manifest as read: whether it is believed, and what it claims."""
+
+    state: Literal["absent", "valid", "untrusted", "invalid"]
+    source_types: list[str] = []
+    generator: str | None = None
+    signer: str | None = None
+    assertions: list[str] = []
+    verdict: str | None = None
+    policy_version: str | None = None
+    failures: list[str] = []
+
+
+class WatermarkReading(BaseModel):
+    detected: bool
+    score: float  # share of the 32 mark bits read back
+    threshold: float
+
+
+class Provenance(BaseModel):
+    """What an upload carries about its origin (docs/provenance.md)."""
+
+    manifest: ManifestClaims
+    watermark: WatermarkReading
+    ai_generated: bool
+
+
 class Verdict(BaseModel):
     """One decision. ``reasons`` are machine-readable; ``explanation`` can be shown to the
     user; ``id`` identifies the recorded event."""
@@ -87,3 +114,5 @@ class Verdict(BaseModel):
     # The puid of the DSA statement of reasons for a restriction (GET /v1/statements/{puid}).
     statement_of_reasons: str | None = None
     created_at: datetime
+    # Uploads: the C2PA manifest and watermark the image carries.
+    provenance: Provenance | None = None

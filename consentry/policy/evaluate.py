@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from consentry.policy.document import Decision, Policy
+from consentry.policy.provenance import ai_generated_reasons
 from consentry.policy.reasons import Reason, ReasonCode
 from consentry.signals.findings import (
     BenignCue,
@@ -19,6 +20,7 @@ from consentry.signals.findings import (
     PersonCue,
     PromptFindings,
 )
+from consentry.signals.provenance import ProvenanceFindings
 from consentry.signals.semantic import SemanticFinding
 
 # Concepts that sexualise whoever is shown; alone they are SX-1 material for fictional
@@ -308,11 +310,14 @@ def evaluate_media(
     real_person_source: bool = False,
     allow_adult_content: bool = False,
     consented: frozenset[FaceRef] = frozenset(),
+    provenance: ProvenanceFindings | None = None,
 ) -> Ruling:
     """Decide an uploaded image or a generated output from its bank matches and analysis.
 
     ``real_person_source``: the output was generated from a photo of a real person.
     ``consented``: faces that are the requester's own (see ``evaluate``).
+    ``provenance``: the image's manifest and watermark; an AI-generated image of a real
+    person, sexualised, is a deepfake (II-2).
     """
     # Known abuse first: a block-bank match decides, most severe clause first.
     for clause_id in _CLAUSE_SEVERITY:
@@ -331,6 +336,8 @@ def evaluate_media(
     faces, own = _split_consented(_faces([image]), consented)
     if faces and real_person_source:
         return Ruling("block", "II-1", (*faces, *intimate))
+    if faces and provenance is not None and provenance.ai_generated:
+        return Ruling("block", "II-2", (*faces, *intimate, *ai_generated_reasons(provenance)))
     if faces and allow_adult_content:
         # Adult nudity is allowed here, but this shows a real person whose consent the
         # system cannot see.

@@ -32,6 +32,9 @@ class ReasonCode(StrEnum):
     # Likeness registry (issue 14): never names who is enrolled.
     PROTECTED_LIKENESS = "protected_likeness"
     CONSENT_ON_RECORD = "consent_on_record"  # the requester's own enrolled face
+    # Provenance (issue 14): C2PA manifests and the platform's watermark.
+    AI_GENERATED = "ai_generated"  # a trusted manifest or our watermark says so
+    PROVENANCE_UNVERIFIED = "provenance_unverified"  # a forged, broken or untrusted manifest
 
 
 @dataclass(frozen=True, slots=True)

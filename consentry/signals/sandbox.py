@@ -49,6 +49,7 @@ from consentry.signals.hashing import (
     image_hashes,
 )
 from consentry.signals.image import DecodedImage, ImageRejected, decode_image
+from consentry.signals.manifest import ManifestFindings, read_manifest
 from consentry.signals.preview import FaceBox, Look, Preview, render_preview
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,10 @@ def _preview_task(data: bytes, *, look: Look, faces: tuple[FaceBox, ...]) -> Pre
     return _guarded(lambda d: render_preview(d, look, faces), data)
 
 
+def _manifest_task(data: bytes, *, trust_anchors: str | None) -> ManifestFindings:
+    return _guarded(lambda d: read_manifest(d, trust_anchors), data)
+
+
 @dataclass(frozen=True)
 class WorkerProbe:
     """One decoding worker, as it answered a no-op task."""
@@ -252,6 +257,12 @@ class Sandbox:
         """``signals.preview.render_preview`` in a worker: what a reviewer is shown."""
         task = partial(_preview_task, look=look, faces=tuple(faces))
         return self._run(task, data, timeout_s)
+
+    def manifest(self, data: bytes, trust_anchors: str | None, *,
+                 timeout_s: float | None = None) -> ManifestFindings:
+        """``signals.manifest.read_manifest`` in a worker: c2pa-rs parses the container."""
+        return self._run(partial(_manifest_task, trust_anchors=trust_anchors), data,
+                         timeout_s)
 
     # -- lifecycle -------------------------------------------------------------------------
 

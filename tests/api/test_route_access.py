@@ -58,7 +58,8 @@ IN_HANDLER: dict[tuple[str, str], tuple[str, bool]] = {
 # Dummy values for path parameters: the door is tested, not the room.
 PARAMS = {"entry_id": "1", "name": "victims", "number": "TD-0000000000",
           "account_id": "u1", "queue": "gate_review", "item_id": "1", "id": "1",
-          "position": "0", "report_id": "1", "puid": "chk_0", "request_id": "1"}
+          "position": "0", "report_id": "1", "puid": "chk_0", "request_id": "1",
+          "check_id": "chk_0"}
 
 
 @dataclass(frozen=True)

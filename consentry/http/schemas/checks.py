@@ -43,3 +43,11 @@ class OutputCheck(BaseModel):
     generation_id: str | None = Field(
         default=None, description="the verdict id of the generation check that let the "
                                   "request run (ties the output to the account)")
+
+
+class OutputImage(BaseModel):
+    """An allowed output to be marked: the bytes its output check was sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="the checked output image, base64")
