@@ -11,8 +11,10 @@ import json
 import c2pa
 import numpy as np
 import pytest
+from cli_process import cli_env, consentry
 from fastapi.testclient import TestClient
 from PIL import Image
+from provenance_keys import make_credentials
 
 from consentry.access import Scope, create_api_key
 from consentry.api.app import create_app
@@ -24,8 +26,8 @@ from consentry.policy import load_policy
 from consentry.policy.document import Thresholds
 from consentry.signals.manifest import reader_settings
 from consentry.signals.watermark import detect_mark
-from tests.cli_process import cli_env, consentry
-from tests.provenance_keys import make_credentials
+from consentry.store import Database
+from consentry.store.models import CheckRecord
 
 OURS = make_credentials("Platform")
 FORGER = make_credentials("Forger")
@@ -141,22 +143,24 @@ def test_a_screenshot_of_a_marked_output_still_counts_as_ai_generated(intimate_g
 
 def test_a_forged_manifest_is_reported_and_clears_nothing(db, analyser, clock, tmp_path,
                                                          marking_gate, photos):
-    forger = Gate(db, settings=settings_for(tmp_path / "f", FORGER), analyser=analyser,
+    # Another service, with its own database and keys, signing with a key nobody trusts.
+    elsewhere = Database(f"sqlite:///{tmp_path / 'forger.db'}")
+    elsewhere.migrate()
+    forger = Gate(elsewhere, settings=settings_for(tmp_path / "f", FORGER), analyser=analyser,
                   clock=clock)
     try:
         output = forger.check_output(photos["china"])
         forged = forger.mark_output(output.id, photos["china"]).content
     finally:
         forger.close()
+        elsewhere.dispose()
     verdict = marking_gate.check_upload(forged)
     assert verdict.decision == "allow"  # a landscape: the forgery changes nothing
     notes = [r for r in verdict.reasons if r["code"] == "provenance_unverified"]
     assert [n["kind"] for n in notes] == ["untrusted"]
     assert verdict.provenance.manifest.state == "untrusted"
     # Replayed from the store as the reviewers see it.
-    stored = marking_gate.db
-    from consentry.store.models import CheckRecord
-    with stored.transaction() as session:
+    with marking_gate.db.transaction() as session:
         record = session.get(CheckRecord, verdict.id)
     assert record.verdict["provenance"]["manifest"]["state"] == "untrusted"
 

@@ -8,6 +8,7 @@ import io
 import c2pa
 import pytest
 from PIL import Image
+from provenance_keys import make_credentials
 
 from consentry.config import Settings
 from consentry.gate.marking import (
@@ -23,7 +24,6 @@ from consentry.signals.manifest import (
     read_manifest,
     reader_settings,
 )
-from tests.provenance_keys import make_credentials
 
 OURS = make_credentials("Platform")
 FORGER = make_credentials("Forger")
