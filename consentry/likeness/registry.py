@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from consentry.errors import Conflict, InvalidRequest, NotFound
 from consentry.evidence import Vault
-from consentry.likeness.index import FaceIndex, UsearchFaceIndex
+from consentry.likeness.index import FaceIndex, FaissFaceIndex
 from consentry.policy.routing import ItemKind, Queue, routed
 from consentry.signals.image import DecodedImage, ImageRejected
 from consentry.signals.likeness import (
@@ -137,7 +137,7 @@ class LikenessRegistry:
         self._clock = clock
         self._decode_timeout_s = decode_timeout_s
         self._lock = threading.RLock()
-        self._index: FaceIndex = index or UsearchFaceIndex()
+        self._index: FaceIndex = index or FaissFaceIndex()
         self._owner: dict[int, str] = {}  # face key -> enrolment id
         self._keys: dict[str, set[int]] = {}  # enrolment id -> face keys
         self._watermark = 0
