@@ -3,7 +3,8 @@ on the public test photos, and is not found in the unmarked originals."""
 
 from __future__ import annotations
 
-from bench.bench_provenance import public_photos, screenshot
+from public_photos import public_photos, screenshot
+
 from consentry.signals.watermark import DETECTION_THRESHOLD, detect_mark, embed_mark
 
 
