@@ -90,7 +90,9 @@ def test_a_refused_output_is_banked_and_its_reupload_refused(gate: Gate, db, ana
     text = Path(load_policy.__code__.co_filename).with_name("default.yaml").read_text()
     strict = tmp_path / "strict.yaml"
     strict.write_text(text.replace("intimate_image: 0.80", "intimate_image: 0.01"))
-    gate = Gate(db, settings=Settings(data_dir=tmp_path / "strict", policy_path=strict),
+    # The same service (its data folder, so its secret key and evidence keys) restarted
+    # under the stricter policy.
+    gate = Gate(db, settings=Settings(data_dir=gate.settings.data_dir, policy_path=strict),
                 analyser=analyser, clock=clock)
     try:
         output = photos["astronaut"]  # the model's output, as it came back
