@@ -193,8 +193,6 @@ def _batch_line(gate: Gate, number: int, line: str) -> dict[str, Any]:
         if thread is not None and not isinstance(thread, str):
             raise InvalidRequest("invalid_thread", "'thread' must be a string", field="thread")
         images = _read_images([Path(p) for p in paths])
-        if images:
-            _start_decoders(gate.sandbox)  # after the first line: a no-op task
         verdict = gate.check_generation(prompt, images,
                                         account if account is None else str(account),
                                         thread=thread)
@@ -214,6 +212,8 @@ def _run_batch(path: Path) -> None:
         raise _fail(f"cannot read {path}: {exc.strerror}") from exc
     gate = _gate()  # models and database are opened once for the whole file
     try:
+        # A long run, as a server is: every model loads before the first line's clock runs.
+        gate.warm_up()
         with handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():

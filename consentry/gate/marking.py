@@ -136,6 +136,5 @@ def read_provenance(sandbox: Sandbox, data: bytes, anchors: str | None, *,
                     timeout_s: float | None = None) -> ProvenanceFindings:
     """What image ``data`` carries: its manifest (parsed in a sandbox worker) and the
     watermark (read from pixels the sandbox decoded)."""
-    manifest = sandbox.manifest(data, anchors, timeout_s=timeout_s)
-    decoded = sandbox.decode(data, timeout_s=timeout_s)
+    decoded, _, manifest = sandbox.decode_with_manifest(data, anchors, timeout_s=timeout_s)
     return ProvenanceFindings(manifest, detect_mark(np.asarray(decoded.analysis)))

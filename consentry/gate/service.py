@@ -75,6 +75,7 @@ from consentry.secret_key import derive_key, service_secret_key
 from consentry.signals.findings import ImageFindings, PromptFindings
 from consentry.signals.hashing import Fingerprint
 from consentry.signals.image import DecodedImage, ImageAnalyser, ImageRejected
+from consentry.signals.manifest import ManifestFindings
 from consentry.signals.prompt import analyse_prompt
 from consentry.signals.provenance import ProvenanceFindings
 from consentry.signals.sandbox import DecodeFailed, Sandbox, SandboxBusy, shared_sandbox
@@ -409,12 +410,14 @@ class Gate:
 
     def warm_up(self) -> None:
         """Load every model and start the image decoders now rather than on the first
-        request."""
+        request: what a long run (a server, a batch) does first, so that no check's
+        deadline pays for a load (the models hold the GIL while they load, which would
+        hold up every check of those seconds)."""
         analyse_prompt("warm up")
         if self.semantic is not None:
             self.semantic.match("warm up")
-        self.image_analyser.warm_up()
         self.sandbox.warm_up()
+        self._image_models(None).warm_up()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -494,7 +497,7 @@ class Gate:
             for f in futures:
                 f.cancel()
             raise TimeoutError("image analysis overran its time limit") from exc
-        return _Analysis(prompt_findings, found, find_likeness(self.likeness, decoded, found))
+        return _Analysis(prompt_findings, found, self._likeness_in(decoded, found))
 
     def _check_media(
         self,
@@ -572,11 +575,13 @@ class Gate:
     ) -> _MediaAnalysis:
         if self._analyser is None:
             self._load_models()  # loads while the image decodes
-        # The manifest is parsed in a sandbox worker too, beside the decode.
-        manifest = self._pool.submit(self.sandbox.manifest, image,
-                                     trust_anchors(self.settings),
-                                     timeout_s=_left(deadline)) if provenance else None
-        decoded, fp = _decode_media(self.sandbox, image, deadline)
+        manifest: ManifestFindings | None = None
+        if provenance:  # the manifest is parsed in the same sandbox worker, after the decode
+            decoded, fp, manifest = _decoding(lambda: self.sandbox.decode_with_manifest(
+                image, trust_anchors(self.settings), timeout_s=_left(deadline)),
+                "image", "image", deadline)
+        else:
+            decoded, fp = _decode_media(self.sandbox, image, deadline)
         # The watermark is read from the decoded pixels, never from the container.
         mark = self._pool.submit(detect_mark, np.asarray(decoded.analysis)) \
             if provenance else None
@@ -592,14 +597,20 @@ class Gate:
         found_provenance = None
         if manifest is not None and mark is not None:
             try:
-                found_provenance = ProvenanceFindings(
-                    manifest.result(timeout=_left(deadline)),
-                    mark.result(timeout=_left(deadline)))
+                found_provenance = ProvenanceFindings(manifest,
+                                                      mark.result(timeout=_left(deadline)))
             except FutureTimeout as exc:
-                raise TimeoutError("provenance reading overran its time limit") from exc
-        return _MediaAnalysis(fp, findings, matches,
-                              find_likeness(self.likeness, [decoded], (findings,)),
+                raise TimeoutError("watermark reading overran its time limit") from exc
+        return _MediaAnalysis(fp, findings, matches, self._likeness_in([decoded], (findings,)),
                               found_provenance)
+
+    def _likeness_in(self, decoded: Sequence[DecodedImage],
+                     found: Sequence[ImageFindings]) -> LikenessFinding:
+        """Enrolled people among the faces found; images without a face never open the
+        registry (nor the vault its index is sealed in)."""
+        if not any(f.faces for f in found):
+            return LikenessFinding()
+        return find_likeness(self.likeness, decoded, found)
 
     def _generation(self, generation_id: str) -> CheckRecord:
         """The generation check an output claims to come from. Unknown: bad input. Refused

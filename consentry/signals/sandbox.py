@@ -167,8 +167,13 @@ def _preview_task(data: bytes, *, look: Look, faces: tuple[FaceBox, ...]) -> Pre
     return _guarded(lambda d: render_preview(d, look, faces), data)
 
 
-def _manifest_task(data: bytes, *, trust_anchors: str | None) -> ManifestFindings:
-    return _guarded(lambda d: read_manifest(d, trust_anchors), data)
+def _upload_task(data: bytes, *, trust_anchors: str | None,
+                 ) -> tuple[DecodedImage, Fingerprint, ManifestFindings]:
+    def decode_then_read(d: bytes) -> tuple[DecodedImage, Fingerprint, ManifestFindings]:
+        decoded, fp = decode_and_fingerprint(d)  # an undecodable image is refused first
+        return decoded, fp, read_manifest(d, trust_anchors)
+
+    return _guarded(decode_then_read, data)
 
 
 @dataclass(frozen=True)
@@ -258,10 +263,12 @@ class Sandbox:
         task = partial(_preview_task, look=look, faces=tuple(faces))
         return self._run(task, data, timeout_s)
 
-    def manifest(self, data: bytes, trust_anchors: str | None, *,
-                 timeout_s: float | None = None) -> ManifestFindings:
-        """``signals.manifest.read_manifest`` in a worker: c2pa-rs parses the container."""
-        return self._run(partial(_manifest_task, trust_anchors=trust_anchors), data,
+    def decode_with_manifest(self, data: bytes, trust_anchors: str | None, *,
+                             timeout_s: float | None = None,
+                             ) -> tuple[DecodedImage, Fingerprint, ManifestFindings]:
+        """``decode_and_fingerprint``, then ``signals.manifest.read_manifest`` (c2pa-rs
+        parses the container), in one trip to one worker: an upload takes one decoder."""
+        return self._run(partial(_upload_task, trust_anchors=trust_anchors), data,
                          timeout_s)
 
     # -- lifecycle -------------------------------------------------------------------------
