@@ -15,8 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consentry.banks.prompt_bank import BankHit, PromptBankIndex
-from consentry.policy import MinorEvidence, Policy, Reason, ReasonCode, Ruling, evaluate
-from consentry.policy.evaluate import FaceRef
+from consentry.policy import (
+    FaceRef,
+    MinorEvidence,
+    Policy,
+    Reason,
+    ReasonCode,
+    Ruling,
+    evaluate,
+)
 from consentry.signals.findings import ImageFindings, PersonCue, PromptFindings
 from consentry.signals.prompt import analyse_prompt
 from consentry.signals.semantic import SemanticFinding, SemanticMatcher

@@ -305,7 +305,7 @@ class LikenessRegistry:
         return self._matches(index, self.embedder.embed_boxes(image, boxes))
 
     def nearest(self, vector: np.ndarray) -> tuple[str, float] | None:
-        """The closest enrolment to a face within ``MATCH_DISTANCE`` (tests, benchmarks)."""
+        """The closest enrolment to a face within ``MATCH_DISTANCE``, with its distance."""
         for n in self._index.nearest(vector, _NEIGHBOURS):
             if n.distance > MATCH_DISTANCE:
                 break
