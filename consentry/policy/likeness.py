@@ -24,6 +24,7 @@ _SEXUALISING_CODES: Final = frozenset({ReasonCode.SEXUALISING_REQUEST,
                                        ReasonCode.SEMANTIC_MATCH,
                                        ReasonCode.PROMPT_BANK_MATCH,
                                        ReasonCode.INTIMATE_INPUT_IMAGE})
+_MINOR_CODES: Final = frozenset({ReasonCode.MINOR_CUE, ReasonCode.FACE_UNDER_CHALLENGE_AGE})
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ def protect(ruling: Ruling, faces: Sequence[ProtectedFace], *, edit: bool) -> Ru
     """The ruling with protected likenesses applied. ``edit``: the check edits a photo
     (a generation request with input images, or the output of one)."""
     if not faces or ruling.clause in _KEEP:
+        return ruling
+    if ruling.decision == "review" and any(r.code in _MINOR_CODES for r in ruling.reasons):
+        # A hold over a possible minor is already refused until a person looks, and that
+        # person may find CS-1: an II-1 block would drop the minor evidence and the review.
         return ruling
     if sexualising(ruling):
         found = tuple(_reason(f, "never_sexualise") for f in faces)
