@@ -3,43 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from built_findings import findings, photo
 
 from consentry.policy import MinorEvidence, evaluate, load_policy
-from consentry.signals.findings import (
-    BenignCue,
-    BenignFinding,
-    Concept,
-    FaceFinding,
-    ImageFindings,
-    MinorCue,
-    MinorFinding,
-    PersonCue,
-    PersonFinding,
-    PromptFindings,
-    SexualFinding,
-    Span,
-)
+from consentry.signals.findings import BenignCue, Concept, MinorCue, PersonCue
 
 POLICY = load_policy()
-
-
-def span(text: str = "x") -> Span:
-    return Span(0, len(text), text, "en")
-
-
-def findings(*, sexual=(), persons=(), minors=(), benign=()) -> PromptFindings:
-    return PromptFindings(
-        prompt="p", normalised="p",
-        sexual=tuple(SexualFinding(c, span(c.value), "test") for c in sexual),
-        persons=tuple(PersonFinding(c, span(c.value), "test") for c in persons),
-        minors=tuple(MinorFinding(c, span(c.value), "test", age) for c, age in minors),
-        benign=tuple(BenignFinding(c, span(c.value), "test") for c in benign),
-    )
-
-
-def photo(*ages: int, nsfw: float = 0.02) -> ImageFindings:
-    faces = tuple(FaceFinding((10, 10, 50, 50), a, 50, "female") for a in ages)
-    return ImageFindings(index=0, width=512, height=512, faces=faces, nsfw=nsfw)
 
 
 def test_bikini_edit_of_a_real_womans_photo_is_ii_1():

@@ -3,41 +3,15 @@ decision core made from hand-built findings."""
 
 from __future__ import annotations
 
+from built_findings import findings, photo
+
 from consentry.policy import evaluate, load_policy
 from consentry.policy.likeness import ProtectedFace, protect
-from consentry.signals.findings import (
-    Concept,
-    FaceFinding,
-    ImageFindings,
-    MinorCue,
-    MinorFinding,
-    PersonCue,
-    PersonFinding,
-    PromptFindings,
-    SexualFinding,
-    Span,
-)
+from consentry.signals.findings import Concept, MinorCue, PersonCue
 from consentry.signals.semantic import SemanticFinding
 
 POLICY = load_policy()
 FACE = ProtectedFace(image=0, box=(10, 10, 50, 50), no_edits=False)
-
-
-def findings(*, sexual=(), persons=(), minors=()) -> PromptFindings:
-    def span(text: str) -> Span:
-        return Span(0, len(text), text, "en")
-
-    return PromptFindings(
-        prompt="p", normalised="p",
-        sexual=tuple(SexualFinding(c, span(c.value), "test") for c in sexual),
-        persons=tuple(PersonFinding(c, span(c.value), "test") for c in persons),
-        minors=tuple(MinorFinding(c, span(c.value), "test", age) for c, age in minors),
-    )
-
-
-def photo(age: int = 33) -> ImageFindings:
-    return ImageFindings(index=0, width=512, height=512,
-                         faces=(FaceFinding((10, 10, 50, 50), age, 50, "female"),), nsfw=0.02)
 
 
 def codes(ruling) -> set[str]:
@@ -46,7 +20,7 @@ def codes(ruling) -> set[str]:
 
 def test_a_mild_request_held_for_review_becomes_an_ii1_refusal():
     held = evaluate(findings(sexual=[Concept.SUGGESTIVE], persons=[PersonCue.PRONOUN]),
-                    [photo()], POLICY)
+                    [photo(33)], POLICY)
     assert (held.decision, held.clause) == ("review", "RV-1")  # "make her look hot"
     ruling = protect(held, [FACE], edit=True)
     assert (ruling.decision, ruling.clause) == ("block", "II-1")
@@ -58,7 +32,7 @@ def test_a_mild_request_held_for_review_becomes_an_ii1_refusal():
 def test_a_hold_over_a_possible_minor_keeps_its_review_and_its_minor_evidence():
     meaning = SemanticFinding(Concept.REVEALING, "make her outfit skimpier", "test", 0.6,
                               0.3, strong=False)
-    held = evaluate(findings(minors=[(MinorCue.AGE, 15)]), [photo()], POLICY,
+    held = evaluate(findings(minors=[(MinorCue.AGE, 15)]), [photo(33)], POLICY,
                     semantic=[meaning])
     assert (held.decision, held.clause) == ("review", "RV-1")
     assert "minor_cue" in codes(held)
@@ -68,7 +42,7 @@ def test_a_hold_over_a_possible_minor_keeps_its_review_and_its_minor_evidence():
 
 
 def test_a_non_sexual_edit_is_left_alone_unless_the_person_asked_for_no_edits():
-    coat = evaluate(findings(persons=[PersonCue.PRONOUN]), [photo()], POLICY)
+    coat = evaluate(findings(persons=[PersonCue.PRONOUN]), [photo(33)], POLICY)
     assert coat.clause == "OK-1"
     assert protect(coat, [FACE], edit=True) == coat
     no_edits = ProtectedFace(image=0, box=(10, 10, 50, 50), no_edits=True)
