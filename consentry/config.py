@@ -23,6 +23,7 @@ from consentry.errors import ConfigurationError
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 MIN_SECRET_KEY_CHARS = 32
 JOB_ENGINES = ("embedded", "procrastinate")
+WATERMARK_READS = ("decisive", "always")
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -137,6 +138,10 @@ class Settings:
     provenance_certs: str | None = field(default=None, repr=False)
     provenance_trust_anchors: str | None = field(default=None, repr=False)
     provenance_generator: str = "Consentry-gated image generator"
+    # When an upload's watermark is read (0.4 s of CPU): "decisive", only where it can
+    # change the decision (a face in an intimate image: II-2); "always", for a platform
+    # that labels every AI-generated upload.
+    read_watermark: str = "decisive"
 
     def __post_init__(self) -> None:
         if self.content_index not in {"memory", "clickhouse"}:
@@ -167,6 +172,9 @@ class Settings:
         if self.jobs not in JOB_ENGINES:
             raise ConfigurationError(f"CONSENTRY_JOBS must be one of {', '.join(JOB_ENGINES)}, "
                                      f"got {self.jobs!r}")
+        if self.read_watermark not in WATERMARK_READS:
+            raise ConfigurationError("CONSENTRY_READ_WATERMARK must be one of "
+                                     f"{', '.join(WATERMARK_READS)}, got {self.read_watermark!r}")
         if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY_CHARS:
             # Never echo the value: it is a secret even when it is a bad one.
             raise ConfigurationError(
@@ -259,6 +267,7 @@ class Settings:
             provenance_trust_anchors=env.get("CONSENTRY_PROVENANCE_TRUST_ANCHORS") or None,
             provenance_generator=(env.get("CONSENTRY_PROVENANCE_GENERATOR") or "").strip()
             or "Consentry-gated image generator",
+            read_watermark=(env.get("CONSENTRY_READ_WATERMARK") or "decisive").strip().lower(),
         )
 
 

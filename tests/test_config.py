@@ -62,3 +62,13 @@ def test_a_cookie_setting_that_is_not_a_boolean_stops_the_start(monkeypatch):
     monkeypatch.setenv("CONSENTRY_COOKIE_SECURE", "maybe")
     with pytest.raises(ValueError, match="CONSENTRY_COOKIE_SECURE"):
         Settings.from_env()
+
+
+def test_the_watermark_read_setting_is_read_and_a_typo_stops_the_start(monkeypatch):
+    monkeypatch.delenv("CONSENTRY_READ_WATERMARK", raising=False)
+    assert Settings.from_env().read_watermark == "decisive"
+    monkeypatch.setenv("CONSENTRY_READ_WATERMARK", " Always ")
+    assert Settings.from_env().read_watermark == "always"
+    monkeypatch.setenv("CONSENTRY_READ_WATERMARK", "sometimes")
+    with pytest.raises(ValueError, match="CONSENTRY_READ_WATERMARK must be one of"):
+        Settings.from_env()

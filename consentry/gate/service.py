@@ -68,6 +68,7 @@ from consentry.policy import (
     Ruling,
     evaluate_media,
     load_policy,
+    provenance_can_decide,
 )
 from consentry.policy.provenance import unverified_reasons
 from consentry.policy.routing import route_check
@@ -84,7 +85,7 @@ from consentry.signals.semantic import (
     default_matcher,
     semantic_encoder_name,
 )
-from consentry.signals.watermark import detect_mark
+from consentry.signals.watermark import WatermarkFinding, detect_mark
 from consentry.store import Database
 from consentry.store.batching import BatchWriter
 from consentry.store.models import CheckMedia, CheckRecord
@@ -582,25 +583,24 @@ class Gate:
                 "image", "image", deadline)
         else:
             decoded, fp = _decode_media(self.sandbox, image, deadline)
-        # The watermark is read from the decoded pixels, never from the container.
-        mark = self._pool.submit(detect_mark, np.asarray(decoded.analysis)) \
-            if provenance else None
+        # The watermark is read from the decoded pixels, never from the container: beside
+        # the analysis when always read, else after it and only where it can decide.
+        def read_mark() -> Future[WatermarkFinding]:
+            return self._pool.submit(detect_mark, np.asarray(decoded.analysis))
+
+        mark = read_mark() if provenance and self.settings.read_watermark == "always" \
+            else None
         analysis = self._pool.submit(self._image_models(deadline).analyse, 0, decoded)
         found = self.banks.matcher.match(fp.hashes.md5, fp.query_array())
         matches = [KnownMatch(m.bank, m.category, m.clause, m.entry_id, m.signal, m.distance)
                    for m in found if m.bank_kind == "block"]
-        try:
-            findings = analysis.result(timeout=_left(deadline))
-        except FutureTimeout as exc:
-            analysis.cancel()
-            raise TimeoutError("image analysis overran its time limit") from exc
+        findings = _within(analysis, deadline, "image analysis")
         found_provenance = None
-        if manifest is not None and mark is not None:
-            try:
-                found_provenance = ProvenanceFindings(manifest,
-                                                      mark.result(timeout=_left(deadline)))
-            except FutureTimeout as exc:
-                raise TimeoutError("watermark reading overran its time limit") from exc
+        if manifest is not None:
+            if mark is None and provenance_can_decide(findings, self.policy):
+                mark = read_mark()
+            found_provenance = ProvenanceFindings(
+                manifest, None if mark is None else _within(mark, deadline, "watermark reading"))
         return _MediaAnalysis(fp, findings, matches, self._likeness_in([decoded], (findings,)),
                               found_provenance)
 
@@ -904,6 +904,15 @@ def _validate_token(value: str | None, field: str, limit: int) -> str | None:
 def _left(deadline: float | None) -> float | None:
     """Seconds until ``deadline`` (a ``perf_counter`` time), never negative; None: none."""
     return None if deadline is None else max(0.0, deadline - time.perf_counter())
+
+
+def _within(work: Future[_T], deadline: float, what: str) -> _T:
+    """The result of ``work`` by ``deadline``; past it, ``TimeoutError`` (fails closed)."""
+    try:
+        return work.result(timeout=_left(deadline))
+    except FutureTimeout as exc:
+        work.cancel()
+        raise TimeoutError(f"{what} overran its time limit") from exc
 
 
 def _decode(sandbox: Sandbox, index: int, data: bytes, deadline: float) -> DecodedImage:

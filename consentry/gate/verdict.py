@@ -89,7 +89,8 @@ class Provenance(BaseModel):
     """What an upload carries about its origin (docs/provenance.md)."""
 
     manifest: ManifestClaims
-    watermark: WatermarkReading
+    # null: not read, because it could not have changed the decision (docs/provenance.md)
+    watermark: WatermarkReading | None
     ai_generated: bool
 
 

@@ -8,6 +8,7 @@ from consentry.policy.evaluate import (
     Ruling,
     evaluate,
     evaluate_media,
+    provenance_can_decide,
 )
 from consentry.policy.reasons import Reason, ReasonCode
 
@@ -24,4 +25,5 @@ __all__ = [
     "evaluate",
     "evaluate_media",
     "load_policy",
+    "provenance_can_decide",
 ]

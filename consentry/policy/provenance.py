@@ -18,12 +18,13 @@ def ai_generated_reasons(provenance: ProvenanceFindings) -> tuple[Reason, ...]:
             f"its C2PA manifest, signed by {manifest.signer or 'a trusted signer'}, says "
             f"it was made by a generative model ({source.rsplit('/', 1)[-1]})",
             kind="c2pa", rule=source))
-    if provenance.watermark.detected:
+    mark = provenance.watermark
+    if mark is not None and mark.detected:
         reasons.append(Reason(
             ReasonCode.AI_GENERATED,
             f"it carries this platform's generated-image watermark "
-            f"({provenance.watermark.score:.0%} of the mark read back)",
-            kind="watermark", score=provenance.watermark.score))
+            f"({mark.score:.0%} of the mark read back)",
+            kind="watermark", score=mark.score))
     return tuple(reasons)
 
 

@@ -13,18 +13,22 @@ from consentry.signals.watermark import WatermarkFinding
 @dataclass(frozen=True, slots=True)
 class ProvenanceFindings:
     manifest: ManifestFindings
-    watermark: WatermarkFinding
+    # None: not read, because it could not have changed the decision
+    # (``policy.provenance_can_decide``; ``CONSENTRY_READ_WATERMARK=always`` reads it).
+    watermark: WatermarkFinding | None
 
     @property
     def ai_generated(self) -> bool:
         """A trusted manifest says a generative model made it, or it carries our mark
         (which only this platform's generated outputs are given)."""
-        return self.manifest.ai_generated or self.watermark.detected
+        return self.manifest.ai_generated or (
+            self.watermark is not None and self.watermark.detected)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: the verdict's ``provenance``, the CLI's output."""
+        mark = self.watermark
         return {"manifest": self.manifest.to_dict(),
-                "watermark": {"detected": self.watermark.detected,
-                              "score": self.watermark.score,
-                              "threshold": self.watermark.threshold},
+                "watermark": None if mark is None else {
+                    "detected": mark.detected, "score": mark.score,
+                    "threshold": mark.threshold},
                 "ai_generated": self.ai_generated}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from dataclasses import replace
 
 import c2pa
 import numpy as np
@@ -59,6 +60,14 @@ def intimate_gate(db, analyser, clock, tmp_path):
 
 def pixels(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def screenshot(data: bytes) -> bytes:
+    """Resized to 3/4, JPEG q75, no metadata: the manifest is gone, the mark stays."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    shot = io.BytesIO()
+    img.resize((img.width * 3 // 4, img.height * 3 // 4)).save(shot, "JPEG", quality=75)
+    return shot.getvalue()
 
 
 def test_an_allowed_output_is_fetched_watermarked_with_a_valid_manifest(marking_gate, photos):
@@ -130,15 +139,34 @@ def test_an_ai_marked_sexualised_upload_of_a_real_person_is_ii2(intimate_gate, m
 def test_a_screenshot_of_a_marked_output_still_counts_as_ai_generated(intimate_gate,
                                                                       marking_gate, photos):
     output = marking_gate.check_output(photos["hopper"])
-    marked = pixels(marking_gate.mark_output(output.id, photos["hopper"]).content)
-    height, width = marked.shape[:2]
-    shot = io.BytesIO()  # resized, JPEG q75, no metadata: the manifest is gone
-    Image.fromarray(marked).resize((width * 3 // 4, height * 3 // 4)).save(shot, "JPEG",
-                                                                          quality=75)
-    verdict = intimate_gate.check_upload(shot.getvalue())
+    shot = screenshot(marking_gate.mark_output(output.id, photos["hopper"]).content)
+    verdict = intimate_gate.check_upload(shot)
     assert (verdict.decision, verdict.policy.clause) == ("block", "II-2")
     assert verdict.provenance.manifest.state == "absent"
     assert verdict.provenance.watermark.detected
+
+
+def test_the_watermark_is_read_only_where_it_can_change_the_decision(marking_gate, db,
+                                                                      analyser, clock,
+                                                                      tmp_path, photos):
+    output = marking_gate.check_output(photos["coffee"])  # no face: never II-2
+    shot = screenshot(marking_gate.mark_output(output.id, photos["coffee"]).content)
+    verdict = marking_gate.check_upload(shot, "u1")
+    assert verdict.decision == "allow"
+    assert verdict.provenance.manifest.state == "absent"
+    assert verdict.provenance.watermark is None  # not read: 0.4 s that decides nothing
+    assert not verdict.provenance.ai_generated
+    # A platform that labels every AI-generated upload reads it always.
+    labelling = Gate(db, settings=replace(settings_for(tmp_path / "l"), read_watermark="always"),
+                     analyser=analyser, clock=clock)
+    try:
+        verdict = labelling.check_upload(shot, "u2")
+    finally:
+        labelling.close()
+    assert verdict.decision == "allow"
+    assert verdict.provenance.watermark.detected and verdict.provenance.ai_generated
+    unmarked = marking_gate.check_upload(photos["china"], "u3")
+    assert unmarked.provenance.watermark is None
 
 
 def test_a_forged_manifest_is_reported_and_clears_nothing(db, analyser, clock, tmp_path,
