@@ -84,7 +84,7 @@ T = TypeVar("T")
 
 def _database(settings: Settings | None = None) -> Database:
     settings = settings or Settings.from_env()
-    db = Database(settings.resolved_database_url)
+    db = Database.open(settings)
     db.migrate()
     # Every restriction a command makes keeps its DSA statement of reasons.
     statements.install(load_policy(settings.policy_path).version)

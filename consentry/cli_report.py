@@ -39,7 +39,7 @@ By = Annotated[str, typer.Option("--by", help="the administrator making the chan
 
 def _database() -> tuple[Database, Settings]:
     settings = Settings.from_env()
-    db = Database(settings.resolved_database_url)
+    db = Database.open(settings)
     db.migrate()
     return db, settings
 

@@ -35,6 +35,9 @@ def _default_data_dir() -> Path:
 class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     database_url: str | None = None
+    # Connections each process keeps open to a server database (as many again under
+    # bursts); size PostgreSQL's max_connections for every replica and worker.
+    database_pool: int = 20
     policy_path: Path | None = None  # None: the packaged default policy
     # SX-1 is configurable: a platform with age-verified adult users may allow explicit
     # content of fictional adults (with a label). Default: block.
@@ -172,6 +175,9 @@ class Settings:
         if self.jobs not in JOB_ENGINES:
             raise ConfigurationError(f"CONSENTRY_JOBS must be one of {', '.join(JOB_ENGINES)}, "
                                      f"got {self.jobs!r}")
+        if not 1 <= self.database_pool <= 1000:
+            raise ConfigurationError("CONSENTRY_DATABASE_POOL must be a number of "
+                                     f"connections from 1 to 1000, got {self.database_pool!r}")
         if self.read_watermark not in WATERMARK_READS:
             raise ConfigurationError("CONSENTRY_READ_WATERMARK must be one of "
                                      f"{', '.join(WATERMARK_READS)}, got {self.read_watermark!r}")
@@ -217,9 +223,11 @@ class Settings:
         data_dir = Path(env["CONSENTRY_DATA_DIR"]) if env.get("CONSENTRY_DATA_DIR") else None
         policy = env.get("CONSENTRY_POLICY_PATH")
         memory_mb = _optional_int(env, "CONSENTRY_DECODE_MEMORY_MB")
+        pool = _optional_int(env, "CONSENTRY_DATABASE_POOL")
         return cls(
             data_dir=data_dir or _default_data_dir(),
             database_url=env.get("CONSENTRY_DATABASE_URL") or None,
+            database_pool=20 if pool is None else pool,
             policy_path=Path(policy) if policy else None,
             allow_adult_content=env.get("CONSENTRY_ALLOW_ADULT_CONTENT", "").lower()
             in {"1", "true", "yes"},

@@ -168,7 +168,7 @@ def worker_services(settings: Settings) -> WorkerServices:
     from consentry.reporting.statements.submitter import submitter_for
     from consentry.store import Database
 
-    db = Database(settings.resolved_database_url)
+    db = Database.open(settings)
     db.migrate()
     gate = Gate(db, settings=settings)
     statements.install(gate.policy.version)

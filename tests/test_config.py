@@ -72,3 +72,11 @@ def test_the_watermark_read_setting_is_read_and_a_typo_stops_the_start(monkeypat
     monkeypatch.setenv("CONSENTRY_READ_WATERMARK", "sometimes")
     with pytest.raises(ValueError, match="CONSENTRY_READ_WATERMARK must be one of"):
         Settings.from_env()
+
+
+def test_the_database_pool_is_read_and_must_hold_a_connection(monkeypatch):
+    monkeypatch.setenv("CONSENTRY_DATABASE_POOL", "24")
+    assert Settings.from_env().database_pool == 24
+    monkeypatch.setenv("CONSENTRY_DATABASE_POOL", "0")
+    with pytest.raises(ValueError, match="CONSENTRY_DATABASE_POOL must be"):
+        Settings.from_env()

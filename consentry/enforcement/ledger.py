@@ -3,9 +3,11 @@ that a strike was revoked or a suspension lifted (appeals), so history stays who
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Integer, String, cast, false, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from consentry.enforcement.standing import (
@@ -16,6 +18,7 @@ from consentry.enforcement.standing import (
     derive_standing,
 )
 from consentry.policy.document import Policy
+from consentry.store.database import Database
 from consentry.store.dialect import upsert_insert
 from consentry.store.models import Account, Strike, Suspension
 
@@ -30,23 +33,50 @@ def ensure_account(session: Session, account_id: str, now: datetime, *, lock: bo
         session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
 
 
-def load_standing(session: Session, account_id: str, now: datetime) -> Standing:
-    # Plain column selects: this runs on every request of a known account.
-    strikes = [
-        StrikeEntry(*row)
-        for row in session.execute(
-            select(Strike.clause, Strike.weight, Strike.created_at, Strike.expires_at,
-                   Strike.revoked_at)
-            .where(Strike.account_id == account_id, Strike.expires_at > now))
-    ]
-    suspensions = [
-        SuspensionEntry(*row)
-        for row in session.execute(
-            select(Suspension.clause, Suspension.reason, Suspension.starts_at,
-                   Suspension.ends_at, Suspension.lifted_at, Suspension.pending_review)
-            .where(Suspension.account_id == account_id))
-    ]
-    return derive_standing(account_id, strikes, suspensions, now)
+@dataclass(frozen=True)
+class AccountOnRecord:
+    """An account's standing, and whether it has a row yet (a check can then refer to it
+    without the insert that creates it)."""
+
+    standing: Standing
+    exists: bool
+
+
+def load_standing(session: Session | Connection, account_id: str, now: datetime) -> Standing:
+    return _account(session, account_id, now).standing
+
+
+def read_account(db: Database, account_id: str, now: datetime) -> AccountOnRecord:
+    """The account as it stands now, read outside any transaction (one statement, one
+    round trip): the read before analysis on every request of an account. A ruling that
+    costs the account something reads it again under a lock (``ensure_account``)."""
+    with db.reading() as conn:
+        return _account(conn, account_id, now)
+
+
+def _account(conn: Session | Connection, account_id: str, now: datetime) -> AccountOnRecord:
+    # One statement for the account row, its live strikes and its suspensions: this runs
+    # on every request of an account. Columns: kind, clause, weight or reason, start, end,
+    # revoked or lifted, pending review.
+    int_null, text_null = cast(null(), Integer), cast(null(), String)
+    rows: list[Any] = list(conn.execute(union_all(
+        select(literal("s"), Strike.clause, Strike.weight, text_null, Strike.created_at,
+               Strike.expires_at, Strike.revoked_at, false())
+        .where(Strike.account_id == account_id, Strike.expires_at > now),
+        select(literal("u"), Suspension.clause, int_null, Suspension.reason,
+               Suspension.starts_at, Suspension.ends_at, Suspension.lifted_at,
+               Suspension.pending_review)
+        .where(Suspension.account_id == account_id),
+        select(literal("a"), text_null, int_null, text_null, Account.created_at,
+               Account.created_at, Account.created_at, false())
+        .where(Account.id == account_id),
+    )))
+    strikes = [StrikeEntry(c, w, start, end, ended)
+               for kind, c, w, _, start, end, ended, _ in rows if kind == "s"]
+    suspensions = [SuspensionEntry(c, reason, start, end, ended, bool(pending))
+                   for kind, c, _, reason, start, end, ended, pending in rows if kind == "u"]
+    return AccountOnRecord(derive_standing(account_id, strikes, suspensions, now),
+                           exists=any(row[0] == "a" for row in rows))
 
 
 def record_consequence(

@@ -33,7 +33,12 @@ from consentry.banks.prompt_bank import PromptBank
 from consentry.banks.services import BankServices, entry_hashes
 from consentry.config import Settings
 from consentry.enforcement.appeal_tokens import AppealRef, AppealSubject, AppealTokens
-from consentry.enforcement.ledger import ensure_account, load_standing, record_consequence
+from consentry.enforcement.ledger import (
+    ensure_account,
+    load_standing,
+    read_account,
+    record_consequence,
+)
 from consentry.enforcement.standing import (
     AccountStatus,
     Consequence,
@@ -212,9 +217,10 @@ class Gate:
                 replayed := self._replay(account, key, request, prompt)) is not None:
             return replayed
 
+        known = False  # the account has a row already
         if account:
-            with self.db.transaction() as session:
-                standing = load_standing(session, account, self._clock())
+            on_record = read_account(self.db, account, self._clock())
+            standing, known = on_record.standing, on_record.exists
             if standing.suspended:
                 # Refused before analysis: a suspended account costs no model time.
                 ruling = Ruling("block", "EN-1", (Reason(
@@ -222,7 +228,7 @@ class Gate:
                     f"the account is {standing.status.value.replace('_', ' ')}",
                     kind=standing.suspension_clause),))
                 return self._record("generation", ruling, prompt, images, account, key, started,
-                                    standing, request=request)
+                                    standing, request=request, known=known)
         else:
             standing = None
 
@@ -245,7 +251,7 @@ class Gate:
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
             ruling = _fail_closed(exc)
         verdict = self._record("generation", ruling, prompt, images, account, key, started,
-                               standing, request=request, turn=turn)
+                               standing, request=request, turn=turn, known=known)
         likeness.record_attempts(self._likeness, ruling, verdict.id, account)
         return verdict
 
@@ -400,8 +406,7 @@ class Gate:
 
     def account_state(self, account_id: str) -> AccountState:
         account_id = _validate_token(account_id, "account", MAX_ACCOUNT_ID) or ""
-        with self.db.transaction() as session:
-            return AccountState.of(load_standing(session, account_id, self._clock()))
+        return AccountState.of(read_account(self.db, account_id, self._clock()).standing)
 
     @property
     def sandbox(self) -> Sandbox:
@@ -544,10 +549,10 @@ class Gate:
         # A manifest that cannot be believed is reported as such; it clears nothing.
         ruling = replace(ruling, reasons=(*ruling.reasons,
                                           *unverified_reasons(media.provenance)))
-        standing = None
+        standing, known = None, False
         if ruling.decision == "allow" and account:
-            with self.db.transaction() as session:
-                standing = load_standing(session, account, self._clock())
+            on_record = read_account(self.db, account, self._clock())
+            standing, known = on_record.standing, on_record.exists
             if standing.status is AccountStatus.PERMANENTLY_SUSPENDED:
                 ruling = Ruling("block", "EN-1", (Reason(
                     ReasonCode.ACCOUNT_SUSPENDED, "the account is permanently suspended",
@@ -558,7 +563,7 @@ class Gate:
         verdict = self._record(kind, ruling, None, evidence, account, key, started, standing,
                                digests=[fp.hashes.sha256 or ""], request=request, sealed=[image],
                                content_id=content_id, image_only=_image_only(matches),
-                               provenance=media.provenance)
+                               provenance=media.provenance, known=known)
         likeness.record_attempts(self._likeness, ruling, verdict.id, account)
         if ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}:
             if kind == "output" and not matches:
@@ -640,10 +645,10 @@ class Gate:
         """The verdict already given for this key, if the request is the same one. A key
         reused for a different request is refused: replaying its answer would let a
         harmless request's ``allow`` stand for an abusive one."""
-        with self.db.transaction() as session:
-            stored = session.execute(select(CheckRecord.verdict, CheckRecord.request_sha256)
-                                     .where(CheckRecord.account_id == account,
-                                            CheckRecord.idempotency_key == key)).first()
+        with self.db.reading() as conn:
+            stored = conn.execute(select(CheckRecord.verdict, CheckRecord.request_sha256)
+                                  .where(CheckRecord.account_id == account,
+                                         CheckRecord.idempotency_key == key)).first()
         if stored is None:
             return None
         verdict, digest = stored
@@ -671,13 +676,15 @@ class Gate:
         sealed: Sequence[bytes] | None = None,
         turn: _TurnMemory | None = None,
         provenance: ProvenanceFindings | None = None,
+        known: bool = False,
     ) -> Verdict:
         """Record the check, apply its consequence and open its review item (when a person
         must look: ``policy.routing``) in one transaction.
 
         ``standing`` is the account as read before analysis; it is read again under a
         row lock only when the ruling can cost the account something, so that concurrent
-        refusals always count against the latest total.
+        refusals always count against the latest total. ``known``: that read found the
+        account's row, so a check that costs nothing need not create it.
         """
         now = self._clock()
         check_id = f"chk_{uuid.uuid4().hex}"
@@ -694,7 +701,8 @@ class Gate:
         def write(session: Session) -> Verdict:
             nonlocal standing, consequence
             if account:
-                ensure_account(session, account, now, lock=costly)
+                if costly or not known:  # accounts are never deleted: a known row stays
+                    ensure_account(session, account, now, lock=costly)
                 if costly or standing is None:
                     standing = load_standing(session, account, now)
                 consequence = consequence_of(ruling, standing, self.policy, now)
