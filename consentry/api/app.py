@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from consentry import __version__
@@ -27,6 +26,7 @@ from consentry.cases.takedowns import TakedownService
 from consentry.config import Settings
 from consentry.gate import Gate
 from consentry.http import errors
+from consentry.http.bodies import BodyLimit
 from consentry.http.deps import parse_networks
 from consentry.http.headers import CONSOLE_HEADERS, PathHeaders
 from consentry.jobs import JobDeferrer, case_jobs
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = gate is None
         if owned:
-            db = Database(settings.resolved_database_url)
+            db = Database.open(settings)
             db.migrate()
             app.state.gate = Gate(db, settings=settings)
             app.state.gate.warm_up()
@@ -156,16 +156,7 @@ def create_app(settings: Settings | None = None, *, gate: Gate | None = None,
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return errors.error_response(413, {
-                "code": "body_too_large", "field": "body",
-                "message": f"the request body is {length} bytes; the limit is "
-                           f"{MAX_BODY_BYTES}"})
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(PathHeaders, prefix="/console", headers=CONSOLE_HEADERS)
     errors.install(app, pages={"/console": console_auth.error_page})
     return app

@@ -196,3 +196,15 @@ def test_an_output_needs_a_generation_that_was_allowed(client, key, gate, photos
     with gate.db.transaction() as s:
         assert s.scalars(select(ContentItem).where(
             ContentItem.content_id.in_(["chk_does_not_exist", refused["id"]]))).all() == []
+
+
+def test_a_body_declared_over_the_limit_is_413_before_it_is_read(client, key, gate):
+    r = client.post("/v1/check/generation", content=b'{"prompt": "a red barn"}',
+                    headers={**key, "Content-Type": "application/json",
+                             "Content-Length": str(300 * 1024 * 1024)})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "body_too_large"
+    with gate.db.transaction() as s:  # refused before the gate: nothing was checked
+        assert s.scalars(select(CheckRecord)).all() == []
+    ok = client.post("/v1/check/generation", json={"prompt": "a red barn"}, headers=key)
+    assert ok.status_code == 200
