@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps serve test lint audit lock bench clean
+.PHONY: install system-deps bench-deps serve test lint audit lock bench clean
 
 install: $(STAMP)
 
@@ -19,6 +19,14 @@ system-deps:
 	    chromium fonts-dejavu-core jq libgl1 libglib2.0-0 >/dev/null; }
 	@chromium --version
 	@jq --version
+
+# What only the benchmarks need: wrk, the HTTP load tool bench/bench_http.py drives.
+bench-deps:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    wrk >/dev/null; }
+	@wrk --version | head -n 1 || true
 
 # The versions that were tested (requirements.lock), then the project itself.
 $(STAMP): pyproject.toml requirements.lock
