@@ -7,7 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, cast, false, literal, null, select, union_all
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    false,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from consentry.enforcement.standing import (
@@ -54,23 +66,33 @@ def read_account(db: Database, account_id: str, now: datetime) -> AccountOnRecor
         return _account(conn, account_id, now)
 
 
-def _account(conn: Session | Connection, account_id: str, now: datetime) -> AccountOnRecord:
-    # One statement for the account row, its live strikes and its suspensions: this runs
-    # on every request of an account. Columns: kind, clause, weight or reason, start, end,
-    # revoked or lifted, pending review.
+def _account_history() -> Any:
+    # One statement for the account row, its live strikes and its suspensions. Columns:
+    # kind, clause, weight, reason, start, end, revoked or lifted, pending review.
+    account: BindParameter[str] = bindparam("account")  # typed by the columns it meets
+    now: BindParameter[datetime] = bindparam("now")
     int_null, text_null = cast(null(), Integer), cast(null(), String)
-    rows: list[Any] = list(conn.execute(union_all(
+    return union_all(
         select(literal("s"), Strike.clause, Strike.weight, text_null, Strike.created_at,
                Strike.expires_at, Strike.revoked_at, false())
-        .where(Strike.account_id == account_id, Strike.expires_at > now),
+        .where(Strike.account_id == account, Strike.expires_at > now),
         select(literal("u"), Suspension.clause, int_null, Suspension.reason,
                Suspension.starts_at, Suspension.ends_at, Suspension.lifted_at,
                Suspension.pending_review)
-        .where(Suspension.account_id == account_id),
+        .where(Suspension.account_id == account),
         select(literal("a"), text_null, int_null, text_null, Account.created_at,
                Account.created_at, Account.created_at, false())
-        .where(Account.id == account_id),
-    )))
+        .where(Account.id == account),
+    )
+
+
+# Built once: it runs on every request of an account, and a statement object reused keeps
+# its cache key (building and keying it each time cost about as much as running it).
+_ACCOUNT_HISTORY = _account_history()
+
+
+def _account(conn: Session | Connection, account_id: str, now: datetime) -> AccountOnRecord:
+    rows: list[Any] = list(conn.execute(_ACCOUNT_HISTORY, {"account": account_id, "now": now}))
     strikes = [StrikeEntry(c, w, start, end, ended)
                for kind, c, w, _, start, end, ended, _ in rows if kind == "s"]
     suspensions = [SuspensionEntry(c, reason, start, end, ended, bool(pending))

@@ -695,26 +695,26 @@ class Gate:
         preserve = keep_evidence and self.policy.clause(ruling.clause).preserve_evidence
         # Also where a prompt or a thread's turn is kept: both are sealed.
         vault = self.vault if keep_evidence or turn is not None else None
-        consequence = Consequence()
         costly = bool(account) and costs_anything(ruling, self.policy)
 
         def write(session: Session) -> Verdict:
-            nonlocal standing, consequence
+            # May run twice (a batch written again): it changes nothing outside session.
+            after, consequence = standing, Consequence()
             if account:
                 if costly or not known:  # accounts are never deleted: a known row stays
                     ensure_account(session, account, now, lock=costly)
-                if costly or standing is None:
-                    standing = load_standing(session, account, now)
-                consequence = consequence_of(ruling, standing, self.policy, now)
+                if costly or after is None:
+                    after = load_standing(session, account, now)
+                consequence = consequence_of(ruling, after, self.policy, now)
                 if turn is not None and turn.evasion_of and not (
                         consequence.permanent or consequence.pending_review):
                     # A near-identical retry of a refusal: the same attempt, struck once.
                     consequence = Consequence()
-                standing = standing_after(standing, consequence)
+                after = standing_after(after, consequence)
             preserved = preserve and vault is not None and self._preserve(
                 session, vault, check_id, kind, ruling, prompt,
                 images if sealed is None else sealed, account, now)
-            verdict = self._verdict(check_id, kind, ruling, consequence, standing, now,
+            verdict = self._verdict(check_id, kind, ruling, consequence, after, now,
                                     preserved=preserved, provenance=provenance)
             session.add(CheckRecord(
                 id=check_id, kind=kind, account_id=account, idempotency_key=key,

@@ -4,8 +4,9 @@ A check's record is a handful of rows; committing each on its own makes the comm
 fsync on SQLite, a round trip and a WAL flush on PostgreSQL, and the audit chain's head
 lock on both) the cost that caps throughput. ``BatchWriter`` queues each request's write
 (a function of a session) and one thread writes what has queued, up to ``max_batch`` at a
-time, in a single transaction, each write in a savepoint of its own so that one failing
-write (a duplicate idempotency key) fails only its request.
+time, in a single transaction. Should one write fail (a duplicate idempotency key), the
+batch is written again with each write in a savepoint of its own, so that the failing
+write fails only its request; savepoints only then, since each costs two round trips.
 
 The caller waits until its write is committed: a verdict is only ever returned once it is
 durable. Nothing is dropped: a full queue makes callers wait (back-pressure), and a write
@@ -63,8 +64,10 @@ class BatchWriter:
 
     def write(self, write: Callable[[Session], T]) -> T:
         """Run ``write`` in a shared transaction and return its result once committed.
-        Its exception (raised inside its savepoint) is raised here; ``Unavailable`` when
-        it could not be queued or committed within ``timeout_s``."""
+        Its exception is raised here; ``Unavailable`` when it could not be queued or
+        committed within ``timeout_s``. Where another write of its batch fails, ``write``
+        runs again (its first run rolled back): it must keep all its effects in the
+        session and not depend on state an earlier run changed."""
         job: _Write[T] = _Write(write)
         try:
             self._queue.put(job, timeout=self.timeout_s)
@@ -114,9 +117,20 @@ class BatchWriter:
 
     def _commit(self, batch: list[_Write[Any]]) -> None:
         try:
-            with self.db.transaction() as s:
-                for job in batch:
-                    self._one(s, job)
+            try:
+                # The usual case: every write succeeds, one transaction and no savepoints.
+                with self.db.transaction() as s:
+                    for job in batch:
+                        job.result = job.write(s)
+                        s.flush()
+            except Exception:  # which write failed is found below
+                if len(batch) == 1:
+                    raise
+                # A write failed and rolled the batch back: again, each write in a
+                # savepoint of its own, so that it fails alone.
+                with self.db.transaction() as s:
+                    for job in batch:
+                        self._one(s, job)
             self._batches += 1
             self._writes += len(batch)
         except Exception as exc:  # noqa: BLE001 - the commit failed: none is durable
@@ -135,6 +149,7 @@ class BatchWriter:
         # reasons): a write rolled back must leave none of its own behind, and must not
         # take the others' with it (a rollback hook may clear them all).
         kept = {k: list(v) if isinstance(v, list) else v for k, v in s.info.items()}
+        job.result, job.error = None, None
         try:
             with s.begin_nested():
                 job.result = job.write(s)

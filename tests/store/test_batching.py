@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from consentry.audit import chain
 from consentry.audit.verify import verify
@@ -78,9 +78,13 @@ def test_one_failing_write_leaves_the_others_and_their_links(db):
     chain.install()
     writer = BatchWriter(db, max_batch=8, max_wait_s=0.2)
     now = datetime.now(UTC)
+    runs: dict[str, int] = {}
+    savepoints = []
+    event.listen(db.engine, "savepoint", lambda *_: savepoints.append(1))
 
     def account(name: str, fail: bool = False):
         def write(s):
+            runs[name] = runs.get(name, 0) + 1
             s.add(Account(id=name, created_at=now))
             s.add(CheckRecord(id=f"chk_{name}", kind="generation", account_id=name,
                               created_at=now, decision="allow", category="none",
@@ -93,19 +97,24 @@ def test_one_failing_write_leaves_the_others_and_their_links(db):
         return write
 
     try:
+        # The usual batch: one transaction, no savepoint, each write run once.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(writer.write, account(f"a{i}")) for i in range(4)]
+        assert [f.result() for f in futures] == ["a0", "a1", "a2", "a3"]
+        assert savepoints == [] and set(runs.values()) == {1}
         with ThreadPoolExecutor(max_workers=4) as pool:
             futures = [pool.submit(writer.write, account(f"b{i}", fail=i == 2))
                        for i in range(4)]
         with pytest.raises(ValueError):
             futures[2].result()
         assert [futures[i].result() for i in (0, 1, 3)] == ["b0", "b1", "b3"]
-        assert writer.stats.batches < 4
+        assert writer.stats.batches < 8
     finally:
         writer.close()
     with db.transaction() as s:
-        kept = set(s.scalars(select(Account.id)))
-        linked = set(s.scalars(select(AuditRecord.subject).where(
-            AuditRecord.kind == "verdict.allow")))
+        kept = {a for a in s.scalars(select(Account.id)) if a.startswith("b")}
+        linked = {a for a in s.scalars(select(AuditRecord.subject).where(
+            AuditRecord.kind == "verdict.allow")) if a.startswith("chk_b")}
     assert kept == {"b0", "b1", "b3"} and linked == {"chk_b0", "chk_b1", "chk_b3"}
     assert verify(db).ok
 
