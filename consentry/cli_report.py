@@ -19,11 +19,13 @@ from consentry.config import Settings
 from consentry.errors import ConsentryError
 from consentry.people import People
 from consentry.people.roles import Role
+from consentry.reporting.analytics import Window, export_checks
 from consentry.reporting.documents import write_transparency
 from consentry.reporting.incident import IncidentScope, build_incident, write_pack
 from consentry.reporting.regulator_requests import RegulatorRegister
-from consentry.reporting.transparency import Period, transparency_report
+from consentry.reporting.transparency import Period, transparency_report_for
 from consentry.store import Database
+from consentry.store.clickhouse import connect_clickhouse
 
 report_app = typer.Typer(help="Transparency reports, incident packs and the register of "
                               "regulator requests.", no_args_is_help=True)
@@ -65,15 +67,15 @@ def transparency(start: From, end: To,
                  out: Annotated[Path, typer.Option(help="the folder to write to")]) -> None:
     """Write transparency.html (charts inline), .csv and .json for a period."""
     period = _period(start, end)
-    db, _ = _database()
+    db, settings = _database()
     try:
-        report = transparency_report(db, period)
+        report = transparency_report_for(db, period, settings)
         written = write_transparency(report, out)
     finally:
         db.dispose()
     _line({"written": [str(p) for p in written], "period_start": period.start,
            "period_end": period.end, "statements_of_reasons_sent":
-           report.statements_of_reasons_sent})
+           report.statements_of_reasons_sent, "checks_counted_on": report.checks_counted_on})
 
 
 @report_app.command("incident")
@@ -99,6 +101,35 @@ def incident(start: From, end: To,
            "audit_links": built.audit.links})
     if not ok:
         raise typer.Exit(EXIT_UNVERIFIED)
+
+
+@report_app.command("export-analytics")
+def export_analytics(
+        start: Annotated[str | None, typer.Option("--from", help="first day (YYYY-MM-DD) or "
+                                                  "ISO time, UTC; with --to")] = None,
+        end: Annotated[str | None, typer.Option("--to", help="end, exclusive")] = None,
+) -> None:
+    """Copy the checks of a period (all, without one) to the analytics engine again: for a
+    check that committed after the scheduled export had passed its time. Safe to repeat:
+    the engine keeps one row per check."""
+    if (start is None) != (end is None):
+        raise _refuse("give both --from and --to, or neither (every check)")
+    window = None if start is None or end is None else _period(start, end)
+    db, settings = _database()
+    try:
+        if not settings.clickhouse_url:
+            raise _refuse("no analytics engine is configured: set CONSENTRY_CLICKHOUSE_URL "
+                          "(chdb:///PATH or http://host:8123)")
+        engine = connect_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
+        try:
+            sent = export_checks(db, engine, None if window is None
+                                 else Window(window.start, window.end))
+        finally:
+            engine.close()
+    finally:
+        db.dispose()
+    _line({"sent": sent, "period_start": window.start if window else None,
+           "period_end": window.end if window else None})
 
 
 # -- the register -------------------------------------------------------------------------

@@ -56,3 +56,36 @@ def test_report_pack_and_register_from_the_command_line(env, tmp_path):
                        "--by", "root")
     assert closed.returncode == 0, closed.stderr
     assert consentry(env, "report", "requests").stdout == ""
+
+
+def test_checks_are_exported_to_the_analytics_engine_again_from_the_command_line(env, tmp_path):
+    for prompt in ("a red barn", "a teapot on a table"):
+        assert consentry(env, "check", "generation", "--prompt", prompt, "--json"
+                         ).returncode == 0
+    refused = consentry(env, "report", "export-analytics")
+    assert refused.returncode == 2 and "CONSENTRY_CLICKHOUSE_URL" in refused.stderr
+    engine = {**env, "CONSENTRY_CLICKHOUSE_URL": f"chdb://{tmp_path / 'ch'}"}
+    half = consentry(engine, "report", "export-analytics", "--from", "2026-11-01")
+    assert half.returncode == 2 and "both --from and --to" in half.stderr
+    for _ in range(2):  # again: the engine keeps one row per check
+        done = consentry(engine, "report", "export-analytics")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["sent"] == 2
+    window = consentry(engine, "report", "export-analytics", "--from", "2000-01-01",
+                       "--to", "2000-01-02")
+    assert json.loads(window.stdout)["sent"] == 0
+    # The export is older than a period that ends now: the report counts on the database.
+    report = consentry(engine, "report", "transparency", "--from", "2026-11-01", "--to",
+                       "2030-01-01", "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["checks_counted_on"] == "database"
+
+    from consentry.reporting.analytics import CHECKS_TABLE
+    from consentry.store.clickhouse import connect_clickhouse
+
+    handle = connect_clickhouse(f"chdb://{tmp_path / 'ch'}")
+    try:
+        [(count,)] = handle.rows(f"SELECT count() FROM {handle.database}.{CHECKS_TABLE} FINAL")
+    finally:
+        handle.close()
+    assert count == 2

@@ -104,6 +104,15 @@ def export_recent(db: Database, engine: ClickHouse, now: datetime, *,
     return export_checks(db, engine, Window(_utc(latest) - overlap, now + timedelta(days=1)))
 
 
+def covers(engine: ClickHouse, end: datetime, *, overlap: timedelta = EXPORT_OVERLAP) -> bool:
+    """Whether the engine holds every check created before ``end``: its newest check is
+    ``overlap`` past it, the same allowance for late commits that ``export_recent``
+    re-sends. A period that reaches past the latest export is counted on the database."""
+    create_tables(engine)
+    [(latest,)] = engine.rows(f"SELECT max(created_at) FROM {engine.database}.{CHECKS_TABLE}")
+    return latest is not None and _utc(latest) >= _utc(end) + overlap
+
+
 def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 

@@ -8,6 +8,7 @@ How each figure is counted is written beside it and in docs/transparency.md."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -18,9 +19,10 @@ from sqlalchemy import Select, and_, case, distinct, func, literal, select
 from sqlalchemy.orm import Session
 
 from consentry.cases.case import REMOVAL_DEADLINE, EventKind
+from consentry.config import Settings
 from consentry.errors import InvalidRequest
 from consentry.store import Database
-from consentry.store.clickhouse import ClickHouse
+from consentry.store.clickhouse import ClickHouse, connect_clickhouse
 from consentry.store.dialect import seconds_between
 from consentry.store.models import (
     Appeal,
@@ -34,6 +36,8 @@ from consentry.store.models import (
     Suspension,
     TakedownCase,
 )
+
+log = logging.getLogger(__name__)
 
 SURFACES: Final = ("generation", "upload", "output")
 NO_LANGUAGE: Final = "none"  # a refusal that rests on no matched words (an image, a hash)
@@ -161,6 +165,33 @@ class TransparencyReport(BaseModel):
     accounts_suspended: int
     ncmec_reports_sent: int
     statements_of_reasons_sent: int
+    # Where the figures over checks were counted: "database", or "analytics" (the engine
+    # export_checks fills, once its export covers the period).
+    checks_counted_on: str = "database"
+
+
+def transparency_report_for(db: Database, period: Period, settings: Settings, *,
+                            now: datetime | None = None) -> TransparencyReport:
+    """The report as configured: with an analytics engine (``CONSENTRY_CLICKHOUSE_URL``)
+    whose export covers the whole period, the figures over checks are counted there;
+    otherwise (none configured, or a period that reaches past the latest export, or an
+    engine that cannot be read) on the database, which always has every check."""
+    from consentry.reporting.analytics import covers
+
+    if not settings.clickhouse_url:
+        return transparency_report(db, period, now=now)
+    try:
+        engine = connect_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
+    except Exception as exc:  # noqa: BLE001 - the database can still answer
+        log.warning("the analytics engine cannot be opened (%s); counting on the database",
+                    type(exc).__name__)
+        return transparency_report(db, period, now=now)
+    try:
+        if covers(engine, period.end):
+            return transparency_report(db, period, now=now, analytics=engine)
+    finally:
+        engine.close()
+    return transparency_report(db, period, now=now)
 
 
 def transparency_report(db: Database, period: Period, *, now: datetime | None = None,
@@ -191,7 +222,8 @@ def transparency_report(db: Database, period: Period, *, now: datetime | None = 
             statements_of_reasons_sent=s.scalar(
                 select(func.count()).select_from(DsaStatement).where(
                     DsaStatement.status == "sent", *_within(DsaStatement.sent_at, period)))
-            or 0)
+            or 0,
+            checks_counted_on="database" if analytics is None else "analytics")
 
 
 def _within(column: Any, period: Period) -> tuple[Any, Any]:

@@ -38,7 +38,7 @@ from consentry.reporting.incident import (
     write_pack,
 )
 from consentry.reporting.regulator_requests import STATUSES, RegulatorRegister
-from consentry.reporting.transparency import SURFACES, Period, transparency_report
+from consentry.reporting.transparency import SURFACES, Period, transparency_report_for
 from consentry.web.console_layout import console_page
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -84,7 +84,7 @@ async def transparency(request: Request, user: Reader, gate: GateDep) -> HTMLRes
         period = _period(request)
     except InvalidRequest as exc:
         return _invalid(request, user, exc)
-    report = await run_in_threadpool(transparency_report, gate.db, period)
+    report = await run_in_threadpool(transparency_report_for, gate.db, period, gate.settings)
     query = _query(period)
 
     def chart(name: str) -> Markup:
@@ -100,7 +100,8 @@ async def transparency(request: Request, user: Reader, gate: GateDep) -> HTMLRes
 @router.get("/transparency/chart")
 async def transparency_chart(request: Request, user: Reader, gate: GateDep) -> Response:
     name = request.query_params.get("name", "")
-    report = await run_in_threadpool(transparency_report, gate.db, _period(request))
+    report = await run_in_threadpool(transparency_report_for, gate.db, _period(request),
+                                     gate.settings)
     charts = await run_in_threadpool(transparency_charts, report)
     if name not in charts:
         raise NotFound("no such chart", code="no_such_chart")
@@ -116,7 +117,7 @@ async def transparency_download(request: Request, user: Reader, gate: GateDep) -
     if render is None:
         raise NotFound("no such format", code="no_such_format")
     period = _period(request)
-    report = await run_in_threadpool(transparency_report, gate.db, period)
+    report = await run_in_threadpool(transparency_report_for, gate.db, period, gate.settings)
     text = await run_in_threadpool(render[0], report)
     name = f"transparency-{period.start.date()}-{period.end.date()}.{kind}"
     return _download(name, text, render[1])
@@ -245,7 +246,8 @@ async def request_attach(request: Request, request_id: Annotated[int, PathParam(
             name, data = await _pack(gate, settings, IncidentScope(period))
             media = "application/zip"
         elif values["kind"] == "transparency_report":
-            report = await run_in_threadpool(transparency_report, gate.db, period)
+            report = await run_in_threadpool(transparency_report_for, gate.db, period,
+                                             gate.settings)
             text = await run_in_threadpool(transparency_html, report)
             name, data = (f"transparency-{period.start.date()}-{period.end.date()}.html",
                           text.encode())
