@@ -727,7 +727,8 @@ class Gate:
                 verdict=without_quotes(verdict.model_dump(mode="json")),
                 latency_ms=(time.perf_counter() - started) * 1000,
             ))
-            session.flush()  # the media and strike rows refer to this row
+            if keep_evidence or turn is not None:
+                session.flush()  # the media, strike, review and turn rows refer to this row
             if keep_evidence and vault is not None:
                 # For the reviewers: the bytes sealed in the vault, a reference here.
                 for i, (d, data) in enumerate(zip(kept, images, strict=True)):

@@ -119,10 +119,10 @@ class BatchWriter:
         try:
             try:
                 # The usual case: every write succeeds, one transaction and no savepoints.
+                # Flushed together at commit: the rows go in a few multi-row statements.
                 with self.db.transaction() as s:
                     for job in batch:
                         job.result = job.write(s)
-                        s.flush()
             except Exception:  # which write failed is found below
                 if len(batch) == 1:
                     raise
