@@ -10,10 +10,10 @@ printed in the same run, against the goal of at least 1,000 requests/s with p99 
 
     python bench/bench_http.py [--seconds 30] [--users 32] [--workers 2] [--tool wrk]
 
-``--tool wrk`` (the default; Debian package ``wrk``, ``make bench-deps``) is written in C
-and leaves the cores to the servers; ``--tool locust`` is the Python load tool, which
-takes about half of this machine's two cores for itself at these rates. Both keep
-``--users`` connections busy with no pause (closed loop), each request a new prompt.
+``--tool wrk`` (the default; Debian package ``wrk``, ``make bench-deps``) is a load tool
+written in C; ``--tool locust`` is the Python one (FastHttpUser). Both keep ``--users``
+connections busy with no pause (closed loop), each request a new prompt. On this
+machine they measured the same within its noise (the run-to-run spread is about 15%).
 
 Needs CONSENTRY_BENCH_POSTGRES_URL (or CONSENTRY_TEST_POSTGRES_URL): each configuration
 gets a fresh schema, dropped afterwards.
