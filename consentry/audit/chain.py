@@ -212,17 +212,20 @@ def _append(session: Session) -> None:
     entries: list[Entry] = session.info.pop(_PENDING)
     connection = session.connection()
     now = datetime.now(UTC)
-    if connection.dialect.name == "postgresql":
-        # One round trip a link: the server locks the head, numbers the link, hashes it
-        # (sha256 of the previous hash and the payload, as ``link_hash``) and moves the
-        # head. The payload's only server-made part is its number (``payload_around``).
+    if connection.dialect.name == "postgresql" and len(entries) == 1:
+        # One round trip: the server locks the head, numbers the link, hashes it (sha256
+        # of the previous hash and the payload, as ``link_hash``) and moves the head. The
+        # payload's only server-made part is its number (``payload_around``).
         for item in entries:
             prefix, suffix = payload_around(now, item)
             connection.execute(_APPEND, {"at": now, "kind": item.kind[:60],
                                          "subject": item.subject, "prefix": prefix,
                                          "suffix": suffix})
         return
-    # SQLite: writers are serialised; reserve the numbers, then write the links.
+    # Several links (a batch of checks), or SQLite: reserve the numbers (the UPDATE locks
+    # the head until commit; on PostgreSQL it waits for a concurrent writer and then
+    # sees its head), then write the links in one statement: three round trips, not one
+    # a link.
     head = connection.execute(update(AuditHead).where(AuditHead.id == 1)
                               .values(seq=AuditHead.seq + len(entries))
                               .returning(AuditHead.seq, AuditHead.hash)).one()

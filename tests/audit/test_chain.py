@@ -162,6 +162,25 @@ def test_concurrent_writers_make_one_unbroken_chain(db, signer):
     assert report.ok and report.checked == 40
 
 
+def test_concurrent_batches_and_single_links_make_one_unbroken_chain(db, signer):
+    # A transaction of several links (a batch of checks) reserves their numbers at once;
+    # one of a single link is numbered by the server. Racing, they still make one chain.
+    def batch(i: int) -> None:
+        for round_ in range(4):
+            with db.transaction() as s:
+                for j in range(1 if i % 2 else 3):
+                    s.add(CheckRecord(id=f"b{i}_{round_}_{j}", kind="generation",
+                                      created_at=datetime.now(UTC), decision="allow",
+                                      category="none", clause="OK-1", policy_version="test",
+                                      image_sha256=[], verdict={"reasons": []},
+                                      latency_ms=1.0))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(batch, range(8)))
+    report = verify(db)
+    assert report.ok and report.checked == 4 * (4 * 3 + 4 * 1)
+
+
 def test_a_configuration_change_is_a_link_without_its_secrets(db, signer, tmp_path):
     from consentry.audit.configuration import record_configuration
     from consentry.config import Settings
