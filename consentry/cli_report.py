@@ -25,7 +25,7 @@ from consentry.reporting.incident import IncidentScope, build_incident, write_pa
 from consentry.reporting.regulator_requests import RegulatorRegister
 from consentry.reporting.transparency import Period, transparency_report_for
 from consentry.store import Database
-from consentry.store.clickhouse import connect_clickhouse
+from consentry.store.clickhouse import configured_clickhouse
 
 report_app = typer.Typer(help="Transparency reports, incident packs and the register of "
                               "regulator requests.", no_args_is_help=True)
@@ -120,12 +120,9 @@ def export_analytics(
         if not settings.clickhouse_url:
             raise _refuse("no analytics engine is configured: set CONSENTRY_CLICKHOUSE_URL "
                           "(chdb:///PATH or http://host:8123)")
-        engine = connect_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
-        try:
+        with configured_clickhouse(settings) as engine:
             sent = export_checks(db, engine, None if window is None
                                  else Window(window.start, window.end))
-        finally:
-            engine.close()
     finally:
         db.dispose()
     _line({"sent": sent, "period_start": window.start if window else None,

@@ -117,13 +117,10 @@ def case_jobs(takedowns: TakedownService, *, sessions: Sessions, vault: Vault, s
         if not settings.clickhouse_url:
             return 0
         from consentry.reporting.analytics import export_recent
-        from consentry.store.clickhouse import connect_clickhouse
+        from consentry.store.clickhouse import configured_clickhouse
 
-        engine = connect_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
-        try:
+        with configured_clickhouse(settings) as engine:
             return export_recent(takedowns.db, engine, takedowns.now())
-        finally:
-            engine.close()
 
     def sync_exchanges() -> int:  # CONSENTRY_EXCHANGE_SYNCS; unset: nothing to follow
         if not settings.exchange_syncs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -22,7 +23,7 @@ from consentry.cases.case import REMOVAL_DEADLINE, EventKind
 from consentry.config import Settings
 from consentry.errors import InvalidRequest
 from consentry.store import Database
-from consentry.store.clickhouse import ClickHouse, connect_clickhouse
+from consentry.store.clickhouse import ClickHouse, configured_clickhouse
 from consentry.store.dialect import seconds_between
 from consentry.store.models import (
     Appeal,
@@ -180,17 +181,16 @@ def transparency_report_for(db: Database, period: Period, settings: Settings, *,
 
     if not settings.clickhouse_url:
         return transparency_report(db, period, now=now)
-    try:
-        engine = connect_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
-    except Exception as exc:  # noqa: BLE001 - the database can still answer
-        log.warning("the analytics engine cannot be opened (%s); counting on the database",
-                    type(exc).__name__)
-        return transparency_report(db, period, now=now)
-    try:
-        if covers(engine, period.end):
+    with ExitStack() as stack:
+        try:
+            engine = stack.enter_context(configured_clickhouse(settings))
+            usable = covers(engine, period.end)
+        except Exception as exc:  # noqa: BLE001 - the database can still answer
+            log.warning("the analytics engine cannot be read (%s); counting on the database",
+                        type(exc).__name__)
+            usable = False
+        if usable:
             return transparency_report(db, period, now=now, analytics=engine)
-    finally:
-        engine.close()
     return transparency_report(db, period, now=now)
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from consentry.config import Settings
 from consentry.errors import ConfigurationError
 
 Column = Sequence[Any] | np.ndarray  # one column's values
@@ -133,3 +135,16 @@ def connect_clickhouse(url: str, database: str = "consentry") -> ClickHouse:
         return ServerClickHouse(url, database)
     raise ConfigurationError(f"CONSENTRY_CLICKHOUSE_URL: {url!r} is neither chdb:///PATH "
                              "(embedded) nor http(s)://host:8123 (a server)")
+
+
+@contextmanager
+def configured_clickhouse(settings: Settings) -> Iterator[ClickHouse]:
+    """The engine ``CONSENTRY_CLICKHOUSE_URL`` names, closed when done."""
+    if not settings.clickhouse_url:
+        raise ConfigurationError("no analytics engine is configured: set "
+                                 "CONSENTRY_CLICKHOUSE_URL (chdb:///PATH or http://host:8123)")
+    engine = connect_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
+    try:
+        yield engine
+    finally:
+        engine.close()
