@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consentry.config import Settings
@@ -53,7 +56,36 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     # A request that finds the pool empty opens a connection and closes it afterwards
     # (overflow): under load that churn cost a fifth of a replica's CPU, so the pool
     # keeps as many connections as a replica runs requests at once.
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine, "checkin", _returned)
+    event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
+    return engine
+
+
+# A connection that sat idle in the pool may have been closed by the server (a restart, a
+# failover, an idle timeout): it is tried with a ping before use. One in use moments ago
+# is not: pinging on every checkout (pool_pre_ping) was a round trip per request. Should
+# the server go away under load, the statement on a dead connection fails (the request
+# fails closed, 503) and the pool drops every connection opened before it.
+IDLE_PING_S = 5.0
+
+
+def _returned(_dbapi_connection, record) -> None:
+    if record is not None:
+        record.info["returned_at"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Dialect) -> Callable[..., None]:
+    def checkout(dbapi_connection, record, _proxy) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < IDLE_PING_S:
+            return  # just opened, or in use moments ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError("a pooled connection was closed by the server") from exc
+    return checkout
 
 
 def alembic_config() -> Config:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import inspect, select
+from postgres_schema import POSTGRES_URL, postgres_schema
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from consentry.store import Database
@@ -60,3 +61,39 @@ def test_migrations_match_the_models(db: Database):
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="needs CONSENTRY_TEST_POSTGRES_URL")
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_used(
+        monkeypatch: pytest.MonkeyPatch):
+    """A restart or an idle timeout closes pooled connections: the next request must get a
+    working one. Connections in use moments ago are not pinged (a round trip a request)."""
+    from sqlalchemy.exc import OperationalError
+
+    from consentry.store import database
+
+    def backend(db: Database) -> int:
+        with db.reading() as conn:
+            return int(conn.execute(text("select pg_backend_pid()")).scalar_one())
+
+    def kill(pid: int) -> None:
+        with Database(POSTGRES_URL).reading() as admin:  # type: ignore[arg-type]
+            admin.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
+
+    with postgres_schema() as url:
+        db = Database(url, pool_size=1)
+        try:
+            first = backend(db)
+            kill(first)
+            # Returned moments ago: not pinged, so the dead connection fails the request
+            # (fail closed) and the pool drops it.
+            with pytest.raises(OperationalError):
+                backend(db)
+            second = backend(db)
+            assert second != first
+            kill(second)
+            monkeypatch.setattr(database, "IDLE_PING_S", 0.0)  # idle long enough: pinged
+            third = backend(db)
+            assert third not in (first, second)
+        finally:
+            db.dispose()
