@@ -33,42 +33,47 @@ CSRF_FIELD: Final = "csrf_token"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# Dependencies that only read app state are ``async``: FastAPI runs a plain ``def`` one in
+# its thread pool, a thread hop per dependency per request.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_gate(request: Request) -> Gate:
+async def get_gate(request: Request) -> Gate:
     return request.app.state.gate
 
 
-def get_takedowns(request: Request) -> TakedownService:
+async def get_takedowns(request: Request) -> TakedownService:
     return request.app.state.takedowns
 
 
-def get_appeals(request: Request) -> AppealDesk:
+async def get_appeals(request: Request) -> AppealDesk:
     return request.app.state.appeals
 
 
-def get_queues(request: Request) -> ReviewQueues:
+async def get_queues(request: Request) -> ReviewQueues:
     return request.app.state.queues
 
 
-def get_decisions(request: Request) -> Decisions:
+async def get_decisions(request: Request) -> Decisions:
     return request.app.state.decisions
 
 
-def get_cybertip(request: Request) -> CyberTipDesk:
+async def get_cybertip(request: Request) -> CyberTipDesk:
     return request.app.state.cybertip
 
 
-def get_law_enforcement(request: Request) -> LawEnforcementDesk:
+async def get_law_enforcement(request: Request) -> LawEnforcementDesk:
     return request.app.state.law_enforcement
 
 
-def get_limits(request: Request) -> Limits:
+async def get_limits(request: Request) -> Limits:
     return request.app.state.takedowns.limits
-def get_people(request: Request) -> People:
+
+
+async def get_people(request: Request) -> People:
     return request.app.state.people
 
 
@@ -104,7 +109,7 @@ def resolve_client(peer: str | None, forwarded_for: str | None,
     return hops[0] if hops else peer
 
 
-def client_address(request: Request) -> str:
+async def client_address(request: Request) -> str:
     """Who is asking, for per-client limits (see ``resolve_client``)."""
     peer = request.client.host if request.client else None
     return resolve_client(peer, request.headers.get("x-forwarded-for"),
