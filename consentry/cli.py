@@ -285,9 +285,15 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="server processes on this host; they "
                                                      "share the database (docs/fleet.md)")] = 1,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log", help="log a line per request (client address and path)")] = False,
 ) -> None:
     """Run the HTTP API (database from CONSENTRY_DATABASE_URL, default embedded SQLite).
-    Links in messages point at CONSENTRY_PUBLIC_URL, else at the address served here."""
+    Links in messages point at CONSENTRY_PUBLIC_URL, else at the address served here.
+
+    No line per request by default: it would log people's addresses and the tokens some
+    links carry in their query (appeals), and costs CPU at full load. /metrics counts
+    requests; the audit chain records decisions."""
     import dataclasses
 
     import uvicorn
@@ -303,10 +309,11 @@ def serve(
     if workers > 1:  # each process builds its app from the environment
         os.environ["CONSENTRY_PUBLIC_URL"] = settings.public_base
         uvicorn.run("consentry.api.app:create_app", factory=True, workers=workers, host=host,
-                    port=port, proxy_headers=False, server_header=False)
+                    port=port, proxy_headers=False, server_header=False,
+                    access_log=access_log)
         return
     uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False,
-                server_header=False)
+                server_header=False, access_log=access_log)
 
 
 @key_app.command("create")

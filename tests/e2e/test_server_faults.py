@@ -229,3 +229,6 @@ def test_a_local_peer_cannot_rotate_x_forwarded_for_to_escape_limits(db, tmp_pat
     finally:
         server.stop()
     assert codes[:20] == [404] * 20 and set(codes[20:]) == {429}, codes
+    # No line per request: no addresses or paths (which carry case numbers) in the log.
+    log = (tmp_path / "server.log").read_text()
+    assert "TD-" not in log and "127.0.0.1:" not in log.replace(server.url, "")
