@@ -252,6 +252,16 @@ def _fast_slot(slot: Slot) -> _FastSlot:
     return exact, prefixes, multi
 
 
+def _may_start(slot: _FastSlot, forms: frozenset[str]) -> bool:
+    """Whether ``slot`` can match at a word with one of ``forms``: a necessary condition
+    of ``PromptAnalyser._slot_ends``."""
+    exact, prefixes, multi = slot
+    return (not exact.isdisjoint(forms)
+            or any(f.startswith(p) for p in prefixes for f in forms)
+            or any(any(f.startswith(text) for f in forms) if is_prefix else text in forms
+                   for (text, is_prefix), *_ in multi))
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     lang: str
@@ -633,6 +643,10 @@ class PromptAnalyser:
         hits: list[_Hit] = []
         exact, prefix, lengths = self._exact_first, self._prefix_first, self._prefix_lengths
         n = len(words)
+        # An entry whose later words appear nowhere in the prompt cannot match: most
+        # candidates are ruled out here, before the search for their words in order.
+        present = frozenset(f for out in edges for _, forms in out for f in forms)
+        seen: dict[int, bool] = {}
         for i in range(n):
             cands: set[int] = set()
             for _, forms in edges[i]:
@@ -648,6 +662,12 @@ class PromptAnalyser:
                             cands.update(found)
             for eid in sorted(cands):
                 entry = self._entries[eid]
+                possible = seen.get(eid)
+                if possible is None:
+                    possible = seen[eid] = all(_may_start(slot, present)
+                                               for slot in entry.fast[1:])
+                if not possible:
+                    continue
                 end = self._match_slots(entry.fast, 0, i, edges, gaps, n)
                 if end > i:
                     hits.append(_Hit(entry, words[i].start, words[end - 1].end, i, end))
