@@ -134,8 +134,8 @@ class BatchWriter:
             self._batches += 1
             self._writes += len(batch)
         except Exception as exc:  # noqa: BLE001 - the commit failed: none is durable
-            log.warning("a batch of %d writes failed to commit: %s", len(batch),
-                        type(exc).__name__)
+            log.warning("%s failed to commit: %s", "a write" if len(batch) == 1
+                        else f"a batch of {len(batch)} writes", type(exc).__name__)
             for job in batch:
                 if job.error is None:
                     job.error, job.result = exc, None

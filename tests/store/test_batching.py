@@ -74,7 +74,7 @@ def test_the_same_idempotency_key_in_one_batch_is_recorded_once_and_replayed(bat
     assert verify(db).ok  # no link for a write that was rolled back
 
 
-def test_one_failing_write_leaves_the_others_and_their_links(db):
+def test_one_failing_write_leaves_the_others_and_their_links(db, caplog):
     chain.install()
     writer = BatchWriter(db, max_batch=8, max_wait_s=0.2)
     now = datetime.now(UTC)
@@ -109,6 +109,11 @@ def test_one_failing_write_leaves_the_others_and_their_links(db):
             futures[2].result()
         assert [futures[i].result() for i in (0, 1, 3)] == ["b0", "b1", "b3"]
         assert writer.stats.batches < 8
+        # A write alone in its batch fails to its caller; the log says what failed.
+        with pytest.raises(ValueError):
+            writer.write(account("c0", fail=True))
+        assert "a write failed to commit: ValueError" in caplog.text
+        assert "batch of 1" not in caplog.text
     finally:
         writer.close()
     with db.transaction() as s:
