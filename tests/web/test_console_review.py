@@ -10,13 +10,17 @@ import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from console_world import ConsoleWorld, build, csrf
 from counting_passwords import PASSWORD
 from fastapi.testclient import TestClient
 from PIL import Image, ImageStat
+
+import consentry.policy
 
 WHY = "a swimsuit edit of a real woman in her photo"
 
@@ -285,3 +289,38 @@ def test_a_reviewer_adds_a_requests_phrasing_to_the_prompt_bank(world, sign_in, 
     assert cora.post(f"/console/items/{item_id}/prompt-bank",
                      data={"csrf_token": token, "bank_clause": "II-1",
                            "bank_reason": "x y z"}).status_code == 403
+
+
+def test_an_image_refusal_shows_its_provenance_and_whether_the_watermark_was_read(
+        db, analyser, clock, tmp_path, platform, photos):
+    """Every image counts as intimate here (threshold at its floor; no real nude photo is
+    in the test data): a refused upload goes to a person, who sees what the image carries.
+    The watermark is read only where it could change the decision (a face in an intimate
+    image), and the page says when it was not."""
+    policy = yaml.safe_load((Path(consentry.policy.__file__).parent / "default.yaml")
+                            .read_text("utf-8"))
+    policy["thresholds"]["intimate_image"] = 1e-9
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy), "utf-8")
+    world = build(db, analyser, clock, tmp_path, platform, policy_path=tmp_path / "policy.yaml")
+    try:
+        faceless = world.gate.check_upload(photos["coffee"], "u1")
+        with_face = world.gate.check_upload(photos["hopper"], "u2")
+        assert faceless.decision == with_face.decision == "block"
+        assert faceless.provenance.watermark is None
+        assert with_face.provenance.watermark is not None
+        with TestClient(world.app, follow_redirects=False) as lee:
+            assert lee.post("/console/login", data={"username": "lee", "password": PASSWORD}
+                            ).status_code == 303
+            queue = lee.get("/console/queues/image_refusals").text
+            shown = {}
+            for item_id in sorted(set(re.findall(r'href="/console/items/(\d+)"', queue))):
+                page = lee.get(f"/console/items/{item_id}").text
+                provenance = re.search(r'<dl id="provenance">(.*?)</dl>', page, re.S)
+                assert provenance, "the item shows no provenance"
+                text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", provenance.group(1)))
+                shown[re.search(r"chk_[0-9a-f]{32}", page).group(0)] = text
+    finally:
+        world.close()
+    assert "C2PA manifest absent" in shown[faceless.id]
+    assert "Watermark not read (it could not change this decision)" in shown[faceless.id]
+    assert re.search(r"Watermark not detected \(\d+% of the mark\)", shown[with_face.id])
