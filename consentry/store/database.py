@@ -66,7 +66,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
 # failover, an idle timeout): it is tried with a ping before use. One in use moments ago
 # is not: pinging on every checkout (pool_pre_ping) was a round trip per request. Should
 # the server go away under load, the statement on a dead connection fails (the request
-# fails closed, 503) and the pool drops every connection opened before it.
+# fails closed, 503) and SQLAlchemy drops every pooled connection opened before it.
 IDLE_PING_S = 5.0
 
 

@@ -76,13 +76,17 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_not_used(
         with db.reading() as conn:
             return int(conn.execute(text("select pg_backend_pid()")).scalar_one())
 
+    admin = Database(POSTGRES_URL)  # type: ignore[arg-type]
+
     def kill(pid: int) -> None:
-        with Database(POSTGRES_URL).reading() as admin:  # type: ignore[arg-type]
-            admin.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
+        with admin.reading() as conn:
+            conn.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
 
     with postgres_schema() as url:
         db = Database(url, pool_size=1)
         try:
+            # However slow the machine, the connection counts as in use moments ago.
+            monkeypatch.setattr(database, "IDLE_PING_S", 3600.0)
             first = backend(db)
             kill(first)
             # Returned moments ago: not pinged, so the dead connection fails the request
@@ -97,3 +101,4 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_not_used(
             assert third not in (first, second)
         finally:
             db.dispose()
+            admin.dispose()
