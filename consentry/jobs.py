@@ -33,6 +33,7 @@ from consentry.banks.registry import BankRegistry, ExchangeImport
 from consentry.cases.worker import CaseWorker
 from consentry.config import Settings
 from consentry.errors import ConfigurationError
+from consentry.store.partitions import ensure_partitions
 from consentry.store.retention import purge_allowed_checks
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ SCHEDULE: tuple[Schedule, ...] = (
     Schedule("audit.checkpoint", HOURLY, hourly=True),  # the audit chain's head signed
     Schedule("ncii.drop_settled_media", HOURLY, hourly=True),  # NCII images once settled
     Schedule("checks.purge_allowed", HOURLY, hourly=True),  # allowed checks past retention
+    Schedule("checks.partitions", HOURLY, hourly=True),  # PostgreSQL: a week of partitions
     # New checks to the analytics engine (CONSENTRY_CLICKHOUSE_URL), if one is configured.
     Schedule("analytics.export", "*/5 * * * *", hourly=True),
     # Banks kept in sync with StopNCII, NCMEC, ... (CONSENTRY_EXCHANGE_SYNCS), if any.
@@ -140,6 +142,7 @@ def case_jobs(takedowns: TakedownService, *, sessions: Sessions, vault: Vault, s
         "audit.checkpoint": signer.checkpoint,
         "ncii.drop_settled_media": lambda: queues.drop_settled_media(appeal_window),
         "checks.purge_allowed": purge_allowed,
+        "checks.partitions": lambda: len(ensure_partitions(takedowns.db, takedowns.now())),
         "analytics.export": export_analytics,
         "exchanges.sync": sync_exchanges,
     })

@@ -48,6 +48,7 @@ from consentry.store.models import (
     RemovalJob,
     ReviewItem,
 )
+from consentry.store.partitions import days_ahead, is_partitioned
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -126,6 +127,7 @@ class Backlog:
                 CyberTipReport.status)).all()
             newest = {"bank": s.scalar(select(func.max(BankEvent.id))) or 0,
                       "content": s.scalar(select(func.max(ContentHash.id))) or 0}
+            ahead = days_ahead(s.connection(), now) if is_partitioned(self.db) else None
 
         def family(name: str, doc: str, label: str | None,
                    rows: Iterable[tuple[str, int]], every: Iterable[str] = ()) -> Metric:
@@ -162,8 +164,19 @@ class Backlog:
             family("consentry_cybertip_reports", "CyberTipline reports awaiting "
                    "confirmation (draft), sending (confirmed), or failed", "status", tips,
                    ("draft", "confirmed", "failed")),
-            lag, size, behind,
+            lag, size, behind, *self._partitions(ahead),
         ]
+
+    @staticmethod
+    def _partitions(ahead: int | None) -> list[Metric]:
+        if ahead is None:  # SQLite: one plain table
+            return []
+        gauge = GaugeMetricFamily(
+            "consentry_check_partition_days_ahead", "Days from today whose partition of "
+            "allowed checks exists (PostgreSQL; the worker keeps a week; 0: today's checks "
+            "go to the default partition)")
+        gauge.add_metric([], ahead)
+        return [gauge]
 
 
 class _ThisProcess:

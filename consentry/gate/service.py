@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -93,7 +92,8 @@ from consentry.signals.semantic import (
 from consentry.signals.watermark import WatermarkFinding, detect_mark
 from consentry.store import Database
 from consentry.store.batching import BatchWriter
-from consentry.store.models import CheckMedia, CheckRecord
+from consentry.store.models import CheckKey, CheckMedia, CheckRecord
+from consentry.store.partitions import new_check_id
 from consentry.store.review import open_item
 from consentry.store.threads import recent_turns, remember_turn
 
@@ -646,9 +646,11 @@ class Gate:
         reused for a different request is refused: replaying its answer would let a
         harmless request's ``allow`` stand for an abusive one."""
         with self.db.reading() as conn:
-            stored = conn.execute(select(CheckRecord.verdict, CheckRecord.request_sha256)
-                                  .where(CheckRecord.account_id == account,
-                                         CheckRecord.idempotency_key == key)).first()
+            stored = conn.execute(
+                select(CheckRecord.verdict, CheckRecord.request_sha256)
+                .join(CheckKey, CheckKey.check_id == CheckRecord.id)
+                .where(CheckKey.account_id == account, CheckKey.idempotency_key == key)
+            ).first()
         if stored is None:
             return None
         verdict, digest = stored
@@ -687,10 +689,10 @@ class Gate:
         account's row, so a check that costs nothing need not create it.
         """
         now = self._clock()
-        check_id = f"chk_{uuid.uuid4().hex}"
+        keep_evidence = ruling.decision != "allow"
+        check_id = new_check_id(now, kept=keep_evidence)  # its partition on PostgreSQL
         kept = [hashlib.sha256(b).hexdigest() for b in images]
         digests = list(digests) if digests is not None else kept
-        keep_evidence = ruling.decision != "allow"
         # The vault is made ready (its keys checked) before the transaction opens.
         preserve = keep_evidence and self.policy.clause(ruling.clause).preserve_evidence
         # Also where a prompt or a thread's turn is kept: both are sealed.
@@ -727,6 +729,9 @@ class Gate:
                 verdict=without_quotes(verdict.model_dump(mode="json")),
                 latency_ms=(time.perf_counter() - started) * 1000,
             ))
+            if account and key:  # unique: a concurrent retry fails here, then replays
+                session.add(CheckKey(account_id=account, idempotency_key=key,
+                                     check_id=check_id, created_at=now))
             if keep_evidence or turn is not None:
                 session.flush()  # the media, strike, review and turn rows refer to this row
             if keep_evidence and vault is not None:

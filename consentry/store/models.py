@@ -59,8 +59,8 @@ class CheckRecord(Base):
     """One gate decision (generation, output or upload), with the verdict as returned."""
 
     __tablename__ = "checks"
+    # On PostgreSQL partitioned by id, which carries the time (consentry.store.partitions).
     __table_args__ = (
-        UniqueConstraint("account_id", "idempotency_key", name="uq_checks_idempotency"),
         Index("ix_checks_account_created", "account_id", "created_at"),
         Index("ix_checks_decision_created", "decision", "created_at"),
     )
@@ -87,6 +87,21 @@ class CheckRecord(Base):
     request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     verdict: Mapped[dict[str, Any]] = mapped_column(JSON)
     latency_ms: Mapped[float] = mapped_column()
+
+
+class CheckKey(Base):
+    """An account's idempotency key and the check it was first used for. A table of its
+    own because a partitioned ``checks`` cannot hold a key unique across partitions. Kept
+    as long as allowed checks are (``consentry.store.retention``)."""
+
+    __tablename__ = "check_keys"
+    __table_args__ = (Index("ix_check_keys_created", "created_at"),)
+
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # No foreign key: a partition of checks is dropped whole, its keys deleted first.
+    check_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column()
 
 
 class CheckMedia(Base):

@@ -32,6 +32,7 @@ from consentry.store.models import (
     EvidenceKey,
     RemovalJob,
 )
+from consentry.store.partitions import ensure_partitions
 from consentry.store.review import open_item
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,6 +190,28 @@ def test_the_backlog_shows_the_rows_waiting(client, gate, clock):
     assert value("consentry_job_lag_seconds", job="removal_callback") == pytest.approx(600, abs=5)
     assert value("consentry_job_lag_seconds", job="dsa_statement") == pytest.approx(7200, abs=5)
     assert value("consentry_index_changes_behind", index="bank") == 0
+
+
+def test_a_missing_partition_of_checks_shows_before_checks_pile_up_in_the_default(
+        gate, clock):
+    """PostgreSQL: the gauge counts the days ahead whose partition exists (the worker keeps
+    a week); SQLite has no partitions and no gauge."""
+    backlog = Backlog(gate.db, ttl_s=0, clock=clock)
+
+    def ahead() -> float | None:
+        found = [m for m in backlog.collect()
+                 if m.name == "consentry_check_partition_days_ahead"]
+        return found[0].samples[0].value if found else None
+
+    if gate.db.engine.dialect.name == "sqlite":
+        assert ahead() is None
+        return
+    clock.now = datetime(2025, 3, 4, 12, tzinfo=UTC)  # before any partition migrations made
+    assert ahead() == 0
+    ensure_partitions(gate.db, clock(), ahead_days=7)
+    assert ahead() == 8
+    clock.advance(days=3)
+    assert ahead() == 5
 
 
 def test_index_staleness_is_the_changes_not_yet_applied(gate, clock):

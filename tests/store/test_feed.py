@@ -4,18 +4,16 @@ replica's index; ids of rolled-back inserts are let go after a while."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from postgres_schema import POSTGRES_URL, postgres_schema
+from postgres_schema import POSTGRES_URL
 
 from consentry.banks.content_match import MemoryContentMatch
 from consentry.banks.matcher import BankMatcher
 from consentry.banks.pdq_index import from_hex
 from consentry.banks.registry import BankRegistry, EntryHashes
-from consentry.store import Database
 from consentry.store.feed import IdGaps
 from consentry.store.models import ContentHash, ContentItem
 
@@ -45,15 +43,6 @@ def test_skipped_ids_are_awaited_until_found_or_too_old():
 pytestmark_pg = pytest.mark.skipif(
     not POSTGRES_URL, reason="ids commit out of order on PostgreSQL: set "
     "CONSENTRY_TEST_POSTGRES_URL")
-
-
-@pytest.fixture
-def pg() -> Iterator[Database]:
-    with postgres_schema() as url:
-        db = Database(url)
-        db.migrate()
-        yield db
-        db.dispose()
 
 
 def _hash(seed: int) -> str:

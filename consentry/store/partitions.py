@@ -1,0 +1,172 @@
+"""``checks`` partitioned by time on PostgreSQL, so that retention drops a day's table
+instead of deleting its rows one by one (docs/recording.md).
+
+A partitioned table's primary key must contain its partition key, and four tables refer
+to ``checks.id``. So the partition key is the id itself, and a check's id carries the
+time it was recorded and whether it is kept:
+
+- ``chk_x<12 hex: milliseconds since 1970><20 hex: random>``: an allowed check, which
+  retention may delete. Its rows go to one partition a day (``checks_allowed_YYYYMMDD``).
+- ``chk_k<...same...>``: a refused or held check, evidence that is never deleted by
+  retention. Its rows go to one partition a month (``checks_kept_YYYYMM``).
+- ``chk_<32 hex>``: the ids given before this layout, in ``checks_legacy``.
+- anything else, or a time no partition was made for yet: ``checks_other`` (the default
+  partition), so a late maintenance job never fails a check.
+
+The id column sorts bytewise (``COLLATE "C"``) whatever the database's collation, so the
+ranges mean the same on every installation. SQLite keeps one plain table.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import Connection, text
+
+from consentry.store.database import Database
+
+log = logging.getLogger(__name__)
+
+PARENT = "checks"
+LEGACY = "checks_legacy"
+DEFAULT = "checks_other"
+KEPT_PREFIX = "chk_k"  # sorts after every hex digit, so after every legacy id
+ALLOWED_PREFIX = "chk_x"
+LEGACY_END = KEPT_PREFIX
+
+
+def new_check_id(now: datetime, *, kept: bool) -> str:
+    """A check's id: time-ordered (its partition) and marked kept or not (which table a
+    retention may drop). Random enough (80 bits) that ids made in one millisecond differ."""
+    millis = int(now.timestamp() * 1000)
+    return f"{KEPT_PREFIX if kept else ALLOWED_PREFIX}{millis:012x}{secrets.token_hex(10)}"
+
+
+def _bound(prefix: str, day: date) -> str:
+    millis = int(datetime.combine(day, time(), UTC).timestamp() * 1000)
+    return f"{prefix}{millis:012x}"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One dated partition: its table and the days it covers (``start`` to ``end``)."""
+
+    name: str
+    start: date
+    end: date
+    kept: bool
+
+    @property
+    def bounds(self) -> tuple[str, str]:
+        prefix = KEPT_PREFIX if self.kept else ALLOWED_PREFIX
+        return _bound(prefix, self.start), _bound(prefix, self.end)
+
+    @classmethod
+    def allowed(cls, day: date) -> Partition:
+        return cls(f"checks_allowed_{day:%Y%m%d}", day, day + timedelta(days=1), kept=False)
+
+    @classmethod
+    def kept_month(cls, day: date) -> Partition:
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+        return cls(f"checks_kept_{start:%Y%m}", start, end, kept=True)
+
+    @classmethod
+    def from_name(cls, name: str) -> Partition | None:
+        """The dated partition a table name stands for; None for legacy and default."""
+        if name.startswith("checks_allowed_"):
+            return cls.allowed(datetime.strptime(name[15:], "%Y%m%d").date())
+        if name.startswith("checks_kept_"):
+            return cls.kept_month(datetime.strptime(name[12:], "%Y%m").date())
+        return None
+
+
+def is_partitioned(db: Database) -> bool:
+    return db.engine.dialect.name == "postgresql"
+
+
+def is_partition_table(name: str) -> bool:
+    """A partition of ``checks`` (not in the models: the parent stands for them all)."""
+    return name in (LEGACY, DEFAULT) or Partition.from_name(name) is not None
+
+
+def partitions(conn: Connection) -> list[str]:
+    """The partitions of ``checks`` in the current schema."""
+    return list(conn.execute(text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = CAST(:parent AS regclass) ORDER BY c.relname"),
+        {"parent": PARENT}).scalars())
+
+
+def create_partition(conn: Connection, part: Partition) -> bool:
+    """Create ``part`` unless it exists; False when checks of its range already sit in
+    the default partition (PostgreSQL would refuse the range: they stay there, and
+    retention deletes them row by row like the legacy rows)."""
+    low, high = part.bounds
+    if conn.execute(text(f"SELECT 1 FROM {DEFAULT} WHERE id >= :low AND id < :high LIMIT 1"),
+                    {"low": low, "high": high}).first():
+        log.warning("checks of %s are in %s already: that range stays there", part.name,
+                    DEFAULT)
+        return False
+    conn.execute(text(f"CREATE TABLE IF NOT EXISTS {part.name} PARTITION OF {PARENT} "
+                      f"FOR VALUES FROM ('{low}') TO ('{high}')"))
+    return True
+
+
+def ensure_partitions(db: Database, now: datetime, *, ahead_days: int = 7) -> list[str]:
+    """Make the partitions checks will need from yesterday to ``ahead_days`` ahead (the
+    worker runs this hourly); the names it created."""
+    if not is_partitioned(db):
+        return []
+    today = now.astimezone(UTC).date()
+    wanted: dict[str, Partition] = {}
+    for offset in range(-1, ahead_days + 1):
+        day = today + timedelta(days=offset)
+        wanted.setdefault(Partition.allowed(day).name, Partition.allowed(day))
+        wanted.setdefault(Partition.kept_month(day).name, Partition.kept_month(day))
+    created = []
+    with db.engine.begin() as conn:
+        existing = set(partitions(conn))
+        for name, part in sorted(wanted.items()):
+            if name not in existing and create_partition(conn, part):
+                created.append(name)
+    return created
+
+
+def drop_expired_partitions(db: Database, *, before: datetime) -> int:
+    """Drop every allowed-check partition wholly older than ``before``, first deleting the
+    conversation turns that refer to its checks; how many checks went with them."""
+    if not is_partitioned(db):
+        return 0
+    cutoff = before.astimezone(UTC)
+    dropped = 0
+    with db.engine.connect() as conn:
+        names = partitions(conn)
+    for name in names:
+        part = Partition.from_name(name)
+        if part is None or part.kept or datetime.combine(part.end, time(), UTC) > cutoff:
+            continue
+        with db.engine.begin() as conn:  # one partition a transaction: short locks
+            # Detaching locks the parent: give up (until the next run) rather than queue
+            # every check behind a long transaction.
+            conn.execute(text("SET LOCAL lock_timeout = '2s'"))
+            dropped += int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
+            conn.execute(text(f"DELETE FROM thread_turns t USING {name} c "
+                              "WHERE t.check_id = c.id"))
+            conn.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {name}"))
+            conn.execute(text(f"DROP TABLE {name}"))
+        log.info("dropped %s (allowed checks past retention)", name)
+    return dropped
+
+
+def days_ahead(conn: Connection, now: datetime) -> int:
+    """How many days from today on have their allowed-check partition (0: today's checks
+    go to the default partition). Monitoring pages below 1."""
+    names = set(partitions(conn))
+    day, count = now.astimezone(UTC).date(), 0
+    while Partition.allowed(day + timedelta(days=count)).name in names:
+        count += 1
+    return count
