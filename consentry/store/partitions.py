@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
 from consentry.store.database import Database
 
@@ -36,6 +37,7 @@ DEFAULT = "checks_other"
 KEPT_PREFIX = "chk_k"  # sorts after every hex digit, so after every legacy id
 ALLOWED_PREFIX = "chk_x"
 LEGACY_END = KEPT_PREFIX
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's code for a lock_timeout that ran out
 
 
 def new_check_id(now: datetime, *, kept: bool) -> str:
@@ -136,9 +138,14 @@ def ensure_partitions(db: Database, now: datetime, *, ahead_days: int = 7) -> li
     return created
 
 
-def drop_expired_partitions(db: Database, *, before: datetime) -> int:
+def drop_expired_partitions(db: Database, *, before: datetime,
+                            lock_timeout_ms: int = 2000) -> int:
     """Drop every allowed-check partition wholly older than ``before``, first deleting the
-    conversation turns that refer to its checks; how many checks went with them."""
+    conversation turns that refer to its checks; how many checks went with them.
+
+    Detaching locks ``checks`` itself: a partition whose lock is not granted within
+    ``lock_timeout_ms`` (a long transaction holds the table) is left for the next run
+    rather than make every check queue behind the wait."""
     if not is_partitioned(db):
         return 0
     cutoff = before.astimezone(UTC)
@@ -149,15 +156,20 @@ def drop_expired_partitions(db: Database, *, before: datetime) -> int:
         part = Partition.from_name(name)
         if part is None or part.kept or datetime.combine(part.end, time(), UTC) > cutoff:
             continue
-        with db.engine.begin() as conn:  # one partition a transaction: short locks
-            # Detaching locks the parent: give up (until the next run) rather than queue
-            # every check behind a long transaction.
-            conn.execute(text("SET LOCAL lock_timeout = '2s'"))
-            dropped += int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
-            conn.execute(text(f"DELETE FROM thread_turns t USING {name} c "
-                              "WHERE t.check_id = c.id"))
-            conn.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {name}"))
-            conn.execute(text(f"DROP TABLE {name}"))
+        try:
+            with db.engine.begin() as conn:  # one partition a transaction: short locks
+                conn.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+                rows = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
+                conn.execute(text(f"DELETE FROM thread_turns t USING {name} c "
+                                  "WHERE t.check_id = c.id"))
+                conn.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {name}"))
+                conn.execute(text(f"DROP TABLE {name}"))
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            log.warning("%s not dropped: %s stayed locked; next run", name, PARENT)
+            continue
+        dropped += rows
         log.info("dropped %s (allowed checks past retention)", name)
     return dropped
 

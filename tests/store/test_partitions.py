@@ -22,6 +22,7 @@ from consentry.store.database import alembic_config
 from consentry.store.models import CheckKey, CheckRecord, Strike, ThreadTurn
 from consentry.store.partitions import (
     Partition,
+    drop_expired_partitions,
     ensure_partitions,
     new_check_id,
     partitions,
@@ -164,3 +165,23 @@ def test_the_migration_keeps_every_check_reference_and_key(backend: str, tmp_pat
             assert _home(db, f"chk_{2:032x}") == "checks_legacy"
             with db.engine.connect() as conn:
                 assert {"checks_legacy", "checks_other"} <= set(partitions(conn))
+
+
+@needs_postgres
+def test_a_partition_held_by_a_long_transaction_is_dropped_on_the_next_run(
+        pg: Database, clock):
+    ensure_partitions(pg, clock(), ahead_days=0)
+    check_id = new_check_id(clock(), kept=False)
+    with pg.transaction() as s:
+        s.add(CheckRecord(id=check_id, kind="generation", created_at=clock(),
+                          decision="allow", category="none", clause="OK-1",
+                          policy_version="1", image_sha256=[], verdict={}, latency_ms=1.0))
+    later = clock() + timedelta(days=3)
+    with pg.engine.connect() as reader:
+        reader.execute(text("SELECT count(*) FROM checks")).scalar_one()  # holds its lock
+        assert drop_expired_partitions(pg, before=later, lock_timeout_ms=200) == 0
+        reader.rollback()
+    assert _home(pg, check_id) == Partition.allowed(clock().date()).name  # still there
+    assert drop_expired_partitions(pg, before=later, lock_timeout_ms=200) == 1
+    with pg.transaction() as s:
+        assert s.get(CheckRecord, check_id) is None
