@@ -6,6 +6,7 @@ reference. The migration also runs on SQLite (keys moved, constraint dropped).""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,3 +186,40 @@ def test_a_partition_held_by_a_long_transaction_is_dropped_on_the_next_run(
     assert drop_expired_partitions(pg, before=later, lock_timeout_ms=200) == 1
     with pg.transaction() as s:
         assert s.get(CheckRecord, check_id) is None
+
+
+@needs_postgres
+def test_a_database_that_sorts_digits_as_numbers_gets_bytewise_ids(clock):
+    """Under an ICU collation with numeric ordering, 'chk_x0199' sorts after 'chk_x019a':
+    the ranges would not follow time. The migration then gives the id column the C
+    collation, and a check still lands in its day's partition."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = f"icu_kn_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")  # type: ignore[arg-type]
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} LOCALE_PROVIDER icu "
+                          "ICU_LOCALE 'und-u-kn-true' TEMPLATE template0"))
+    try:
+        db = Database(make_url(POSTGRES_URL).set(database=name).render_as_string(False))
+        with db.engine.connect() as conn:
+            assert not conn.execute(text("SELECT 'chk_x0199' < 'chk_x019a'")).scalar_one()
+        db.migrate()
+        ensure_partitions(db, clock(), ahead_days=0)
+        check_id = new_check_id(clock(), kept=False)
+        with db.transaction() as s:
+            s.add(CheckRecord(id=check_id, kind="generation", created_at=clock(),
+                              decision="allow", category="none", clause="OK-1",
+                              policy_version="1", image_sha256=[], verdict={},
+                              latency_ms=1.0))
+        assert _home(db, check_id) == Partition.allowed(clock().date()).name
+        with db.engine.connect() as conn:
+            assert conn.execute(text(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_name = 'checks' AND column_name = 'id'")).scalar_one() == "C"
+        db.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
