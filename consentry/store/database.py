@@ -122,8 +122,7 @@ def migrate(engine: Engine) -> None:
             # SQLite changes a table by rebuilding it, which a table others refer to
             # survives only with foreign keys off (outside a transaction, as SQLite's
             # docs prescribe); they are checked before the migration commits.
-            connection.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-                "PRAGMA foreign_keys=OFF")
+            _sqlite_pragma(connection, "foreign_keys=OFF")
         try:
             with connection.begin():
                 config.attributes["connection"] = connection
@@ -133,8 +132,12 @@ def migrate(engine: Engine) -> None:
                     raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
         finally:
             if sqlite:
-                connection.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-                    "PRAGMA foreign_keys=ON")
+                _sqlite_pragma(connection, "foreign_keys=ON")
+
+
+def _sqlite_pragma(connection: Connection, setting: str) -> None:
+    """A pragma sent past SQLAlchemy, so that it opens no transaction."""
+    connection.connection.dbapi_connection.execute(f"PRAGMA {setting}")  # type: ignore[union-attr]
 
 
 class Database:

@@ -118,24 +118,23 @@ def create_partition(conn: Connection, part: Partition) -> bool:
     return True
 
 
+def create_missing(conn: Connection, now: datetime, *, ahead_days: int) -> list[str]:
+    """On ``conn``, make the partitions checks will need from yesterday to ``ahead_days``
+    ahead that do not exist yet; the names it created."""
+    today = now.astimezone(UTC).date()
+    days = [today + timedelta(days=offset) for offset in range(-1, ahead_days + 1)]
+    wanted = {p for day in days for p in (Partition.allowed(day), Partition.kept_month(day))}
+    existing = set(partitions(conn))
+    return [part.name for part in sorted(wanted, key=lambda p: p.name)
+            if part.name not in existing and create_partition(conn, part)]
+
+
 def ensure_partitions(db: Database, now: datetime, *, ahead_days: int = 7) -> list[str]:
-    """Make the partitions checks will need from yesterday to ``ahead_days`` ahead (the
-    worker runs this hourly); the names it created."""
+    """``create_missing`` in a transaction of its own (the worker runs this hourly)."""
     if not is_partitioned(db):
         return []
-    today = now.astimezone(UTC).date()
-    wanted: dict[str, Partition] = {}
-    for offset in range(-1, ahead_days + 1):
-        day = today + timedelta(days=offset)
-        wanted.setdefault(Partition.allowed(day).name, Partition.allowed(day))
-        wanted.setdefault(Partition.kept_month(day).name, Partition.kept_month(day))
-    created = []
     with db.engine.begin() as conn:
-        existing = set(partitions(conn))
-        for name, part in sorted(wanted.items()):
-            if name not in existing and create_partition(conn, part):
-                created.append(name)
-    return created
+        return create_missing(conn, now, ahead_days=ahead_days)
 
 
 def drop_expired_partitions(db: Database, *, before: datetime,
@@ -176,7 +175,7 @@ def drop_expired_partitions(db: Database, *, before: datetime,
 
 def days_ahead(conn: Connection, now: datetime) -> int:
     """How many days from today on have their allowed-check partition (0: today's checks
-    go to the default partition). Monitoring pages below 1."""
+    go to the default partition; docs/operations.md alerts below 2)."""
     names = set(partitions(conn))
     day, count = now.astimezone(UTC).date(), 0
     while Partition.allowed(day + timedelta(days=count)).name in names:

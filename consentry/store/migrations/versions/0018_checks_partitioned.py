@@ -12,18 +12,12 @@ Revises: 0017
 Create Date: 2026-11-28 12:00:00
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
 
-from consentry.store.partitions import (
-    DEFAULT,
-    LEGACY,
-    LEGACY_END,
-    Partition,
-    create_partition,
-)
+from consentry.store.partitions import DEFAULT, LEGACY, LEGACY_END, create_missing
 
 revision = "0018"
 down_revision = "0017"
@@ -91,10 +85,7 @@ def _partition() -> None:
                f"FOR VALUES FROM (MINVALUE) TO ('{LEGACY_END}')")
     op.execute(f"ALTER TABLE {LEGACY} DROP CONSTRAINT {LEGACY}_range")
     op.execute(f"CREATE TABLE {DEFAULT} PARTITION OF checks DEFAULT")
-    today = datetime.now(UTC).date()
-    days = [today + timedelta(days=n) for n in (-1, 0, 1)]  # the worker makes the rest
-    for part in {p for day in days for p in (Partition.allowed(day), Partition.kept_month(day))}:
-        create_partition(conn, part)
+    create_missing(conn, datetime.now(UTC), ahead_days=1)  # the worker makes the rest
     for table, fk in REFERRERS:
         op.create_foreign_key(fk, table, "checks", ["check_id"], ["id"])
 
