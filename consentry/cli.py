@@ -298,7 +298,7 @@ def serve(
 
     import uvicorn
 
-    from consentry.api.app import create_app
+    from consentry.api.app import serving_app
 
     settings = Settings.from_env()
     if settings.public_url is None:
@@ -308,11 +308,11 @@ def serve(
     # believed by the server from any local peer.
     if workers > 1:  # each process builds its app from the environment
         os.environ["CONSENTRY_PUBLIC_URL"] = settings.public_base
-        uvicorn.run("consentry.api.app:create_app", factory=True, workers=workers, host=host,
+        uvicorn.run("consentry.api.app:serving_app", factory=True, workers=workers, host=host,
                     port=port, proxy_headers=False, server_header=False,
                     access_log=access_log)
         return
-    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False,
+    uvicorn.run(serving_app(settings), host=host, port=port, proxy_headers=False,
                 server_header=False, access_log=access_log)
 
 
