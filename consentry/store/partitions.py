@@ -20,9 +20,11 @@ ranges mean the same on every installation. SQLite keeps one plain table.
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from time import sleep
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
@@ -37,7 +39,7 @@ DEFAULT = "checks_other"
 KEPT_PREFIX = "chk_k"  # sorts after every hex digit, so after every legacy id
 ALLOWED_PREFIX = "chk_x"
 LEGACY_END = KEPT_PREFIX
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's code for a lock_timeout that ran out
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's code for a lock not granted (timeout, NOWAIT)
 
 
 def new_check_id(now: datetime, *, kept: bool) -> str:
@@ -118,23 +120,63 @@ def create_partition(conn: Connection, part: Partition) -> bool:
     return True
 
 
-def create_missing(conn: Connection, now: datetime, *, ahead_days: int) -> list[str]:
-    """On ``conn``, make the partitions checks will need from yesterday to ``ahead_days``
-    ahead that do not exist yet; the names it created."""
+def missing(conn: Connection, now: datetime, *, ahead_days: int) -> list[Partition]:
+    """The partitions checks will need from yesterday to ``ahead_days`` ahead that do not
+    exist yet."""
     today = now.astimezone(UTC).date()
     days = [today + timedelta(days=offset) for offset in range(-1, ahead_days + 1)]
     wanted = {p for day in days for p in (Partition.allowed(day), Partition.kept_month(day))}
     existing = set(partitions(conn))
-    return [part.name for part in sorted(wanted, key=lambda p: p.name)
-            if part.name not in existing and create_partition(conn, part)]
+    return sorted((p for p in wanted if p.name not in existing), key=lambda p: p.name)
 
 
-def ensure_partitions(db: Database, now: datetime, *, ahead_days: int = 7) -> list[str]:
-    """``create_missing`` in a transaction of its own (the worker runs this hourly)."""
+def create_missing(conn: Connection, now: datetime, *, ahead_days: int) -> list[str]:
+    """On ``conn``, make the ``missing`` partitions; the names it created."""
+    return [part.name for part in missing(conn, now, ahead_days=ahead_days)
+            if create_partition(conn, part)]
+
+
+def ensure_partitions(db: Database, now: datetime, *, ahead_days: int = 7,
+                      attempts: int = 40) -> list[str]:
+    """``create_missing`` in a transaction of its own (the worker runs this hourly).
+
+    Creating a partition locks ``checks``, its default partition and every table with a
+    foreign key to or from it, one after another; a check being recorded takes some of
+    the same locks in another order, and the two deadlocked (PostgreSQL then aborted one,
+    sometimes the check). So every lock is taken first, all or none (``NOWAIT``), and if
+    one is in use the attempt is given up and made again shortly: the job never waits
+    holding a lock a check needs. After ``attempts`` the partitions are left for the next
+    run (a week ahead is made, so several runs may pass)."""
     if not is_partitioned(db):
         return []
-    with db.engine.begin() as conn:
-        return create_missing(conn, now, ahead_days=ahead_days)
+    with db.engine.connect() as conn:
+        if not missing(conn, now, ahead_days=ahead_days):
+            return []
+    for _ in range(attempts):
+        try:
+            with db.engine.begin() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = 2000"))  # should one be missed
+                _lock_for_creation(conn)
+                return create_missing(conn, now, ahead_days=ahead_days)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+        sleep(random.uniform(0.02, 0.08))  # spaced at random: two workers do not collide again
+    log.warning("partitions of %s not made: its tables stayed in use; next run", PARENT)
+    return []
+
+
+def _lock_for_creation(conn: Connection) -> None:
+    """Every lock ``CREATE TABLE ... PARTITION OF checks`` takes (read from pg_locks on
+    PostgreSQL 15), or an error at once."""
+    related = sorted(conn.execute(text(
+        "SELECT DISTINCT CAST(CASE WHEN conrelid = p.oid THEN confrelid ELSE conrelid END "
+        "AS regclass)::text FROM pg_constraint, (SELECT CAST(:parent AS regclass) AS oid) p "
+        "WHERE contype = 'f' AND conparentid = 0 AND (conrelid = p.oid OR confrelid = p.oid) "
+        "AND conrelid <> confrelid"), {"parent": PARENT}).scalars())
+    if related:
+        conn.execute(text(f"LOCK TABLE {', '.join(related)} IN SHARE ROW EXCLUSIVE MODE NOWAIT"))
+    conn.execute(text(f"LOCK TABLE {PARENT}, {DEFAULT} IN ACCESS EXCLUSIVE MODE NOWAIT"))
 
 
 def drop_expired_partitions(db: Database, *, before: datetime,

@@ -6,6 +6,8 @@ reference. The migration also runs on SQLite (keys moved, constraint dropped).""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,12 +17,13 @@ import pytest
 from alembic import command
 from postgres_schema import POSTGRES_URL, postgres_schema
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from consentry.audit.verify import verify
 from consentry.config import Settings
 from consentry.store import Database
 from consentry.store.database import alembic_config
-from consentry.store.models import CheckKey, CheckRecord, Strike, ThreadTurn
+from consentry.store.models import Account, CheckKey, CheckRecord, Strike, ThreadTurn
 from consentry.store.partitions import (
     Partition,
     drop_expired_partitions,
@@ -186,6 +189,33 @@ def test_a_partition_held_by_a_long_transaction_is_dropped_on_the_next_run(
     assert drop_expired_partitions(pg, before=later, lock_timeout_ms=200) == 1
     with pg.transaction() as s:
         assert s.get(CheckRecord, check_id) is None
+
+
+@needs_postgres
+def test_partitions_made_while_a_check_is_recorded_never_deadlock_it(pg: Database, clock):
+    # A check being recorded holds ``accounts`` (a new account), then wants ``checks``;
+    # making a partition wants both. They had deadlocked, and PostgreSQL aborted one.
+    now = clock()
+    made: list[str] = []
+    with pg.engine.connect() as recorder:
+        session = Session(bind=recorder)
+        session.add(Account(id="new-acct", created_at=now))
+        session.flush()
+        maker = threading.Thread(
+            target=lambda: made.extend(ensure_partitions(pg, now, ahead_days=3)))
+        maker.start()
+        time.sleep(0.3)
+        assert maker.is_alive() and made == []  # giving way, holding nothing
+        session.add(CheckRecord(id=new_check_id(now, kept=False), kind="generation",
+                                account_id="new-acct", created_at=now, decision="allow",
+                                category="none", clause="OK-1", policy_version="1",
+                                image_sha256=[], verdict={}, latency_ms=1.0))
+        session.flush()  # would wait on the maker's lock on checks, had it taken one
+        session.commit()
+    maker.join(10)
+    assert not maker.is_alive() and made  # made once the check was recorded
+    with pg.engine.connect() as conn:
+        assert set(made) <= set(partitions(conn))
 
 
 @needs_postgres
