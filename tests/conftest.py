@@ -85,6 +85,17 @@ def gate(db: Database, analyser, clock: Clock, tmp_path: Path):
     g.close()
 
 
+@pytest.fixture
+def batched(db: Database, analyser, clock: Clock, tmp_path: Path):
+    """A gate that records in batches (group commit, CONSENTRY_BATCH_RECORDS=1)."""
+    from consentry.gate import Gate
+
+    g = Gate(db, settings=Settings(data_dir=tmp_path, batch_records=True),
+             analyser=analyser, clock=clock)
+    yield g
+    g.close()
+
+
 def _jpeg(array: np.ndarray, quality: int = 92) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).convert("RGB").save(buf, "JPEG", quality=quality)

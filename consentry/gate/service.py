@@ -46,7 +46,7 @@ from consentry.enforcement.standing import (
     costs_anything,
     standing_after,
 )
-from consentry.errors import Conflict, InvalidRequest, NotFound
+from consentry.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from consentry.evidence import Vault, keyring_for
 from consentry.evidence.fields import Column, with_quotes, without_quotes
 from consentry.gate.conversation import ThreadJudgement, judge_in_thread
@@ -91,7 +91,7 @@ from consentry.signals.semantic import (
 )
 from consentry.signals.watermark import WatermarkFinding, detect_mark
 from consentry.store import Database
-from consentry.store.batching import BatchWriter
+from consentry.store.batching import BatchWriter, Pending, not_recorded_in_time
 from consentry.store.models import CheckKey, CheckMedia, CheckRecord
 from consentry.store.partitions import new_check_id
 from consentry.store.review import open_item
@@ -140,6 +140,52 @@ class _TurnMemory:
     image_sha256: Sequence[str]
     images: Sequence[ImageFindings]
     evasion_of: str | None
+
+
+class Recording:
+    """A decided check on its way to the record. ``verdict()`` returns the verdict once
+    it is durable (writing it, or waiting for its batch). A caller that must not block
+    a thread on the batch (the API's event loop) first calls ``queue_nowait()``."""
+
+    def __init__(self, finish: Callable[[Pending[Verdict] | None], Verdict],
+                 write: Callable[[Session], Verdict] | None = None,
+                 batch: BatchWriter | None = None) -> None:
+        self._finish, self._write, self._batch = finish, write, batch
+        self._pending: Pending[Verdict] | None = None
+
+    @classmethod
+    def answered(cls, verdict: Verdict) -> Recording:
+        """Nothing to write: a replay of a recorded check."""
+        return cls(lambda _: verdict)
+
+    def queue_nowait(self) -> bool:
+        """Queue the write in its batch without waiting for room: True when queued (then
+        ``when_recorded`` says when ``verdict()`` will not wait). False when the check is
+        not batched (it writes its own transaction, or was answered) or the queue is full:
+        ``verdict()`` then does the work, and may wait."""
+        if self._pending is None and self._batch is not None and self._write is not None:
+            self._pending = self._batch.submit(self._write, wait_for_room=False)
+        return self._pending is not None
+
+    def when_recorded(self, callback: Callable[[], None]) -> None:
+        """After ``queue_nowait``: ``callback`` once the batch is committed or failed, at
+        once or on the writing thread (``Pending.when_done``)."""
+        assert self._pending is not None, "queue_nowait first"
+        self._pending.when_done(callback)
+
+    @property
+    def timeout_s(self) -> float:
+        """How long the record may take before the request fails closed (503)."""
+        return self._batch.timeout_s if self._batch is not None else 0.0
+
+    @staticmethod
+    def not_in_time() -> Unavailable:
+        return not_recorded_in_time()
+
+    def verdict(self) -> Verdict:
+        if self._pending is None and self._batch is not None and self._write is not None:
+            self._pending = self._batch.submit(self._write)  # waits for room
+        return self._finish(self._pending)
 
 
 class Gate:
@@ -192,7 +238,26 @@ class Gate:
         idempotency_key: str | None = None,
         thread: str | None = None,
     ) -> Verdict:
-        """Decide whether a generation or edit request may run.
+        """Decide whether a generation or edit request may run (``begin_generation``),
+        and return the verdict once it is recorded."""
+        return self.begin_generation(prompt, images, account, idempotency_key=idempotency_key,
+                                     thread=thread).verdict()
+
+    @property
+    def records_in_batches(self) -> bool:
+        return self._batch is not None
+
+    def begin_generation(
+        self,
+        prompt: str,
+        images: Sequence[bytes] = (),
+        account: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+        thread: str | None = None,
+    ) -> Recording:
+        """Decide whether a generation or edit request may run; the verdict is returned
+        by the ``Recording`` once durable.
 
         ``thread``: the platform's id for the conversation or reply chain the request
         belongs to; the request is then judged with the thread's recent turns
@@ -215,7 +280,7 @@ class Gate:
                                   *([f"thread:{thread}"] if thread else []))
         if account and key and (
                 replayed := self._replay(account, key, request, prompt)) is not None:
-            return replayed
+            return Recording.answered(replayed)
 
         known = False  # the account has a row already
         if account:
@@ -250,10 +315,10 @@ class Gate:
             raise  # a bad image (422) or a full decoding queue (503): not a verdict
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
             ruling = _fail_closed(exc)
-        verdict = self._record("generation", ruling, prompt, images, account, key, started,
-                               standing, request=request, turn=turn, known=known)
-        likeness.record_attempts(self._likeness, ruling, verdict.id, account)
-        return verdict
+        return self._record("generation", ruling, prompt, images, account, key, started,
+                            standing, request=request, turn=turn, known=known,
+                            then=lambda v: likeness.record_attempts(
+                                self._likeness, ruling, v.id, account))
 
     def _judge(self, prompt: str, images: Sequence[ImageFindings],
                findings: PromptFindings | None = None,
@@ -538,7 +603,7 @@ class Gate:
             raise  # a bad image (422) or a full decoding queue (503): not a verdict
         except Exception as exc:  # noqa: BLE001 - any analysis failure fails closed
             return self._record(kind, _fail_closed(exc), None, [image], account, key, started,
-                                None, request=request)
+                                None, request=request).verdict()
         real_person_source = source is not None and any(
             r.get("code") == ReasonCode.REAL_PERSON_IN_PHOTO for r in source.verdict["reasons"])
         ruling = evaluate_media(matches, findings, self.policy,
@@ -563,7 +628,7 @@ class Gate:
         verdict = self._record(kind, ruling, None, evidence, account, key, started, standing,
                                digests=[fp.hashes.sha256 or ""], request=request, sealed=[image],
                                content_id=content_id, image_only=_image_only(matches),
-                               provenance=media.provenance, known=known)
+                               provenance=media.provenance, known=known).verdict()
         likeness.record_attempts(self._likeness, ruling, verdict.id, account)
         if ruling.decision == "block" and ruling.clause not in {"FC-1", "EN-1"}:
             if kind == "output" and not matches:
@@ -679,9 +744,11 @@ class Gate:
         turn: _TurnMemory | None = None,
         provenance: ProvenanceFindings | None = None,
         known: bool = False,
-    ) -> Verdict:
+        then: Callable[[Verdict], None] | None = None,
+    ) -> Recording:
         """Record the check, apply its consequence and open its review item (when a person
-        must look: ``policy.routing``) in one transaction.
+        must look: ``policy.routing``) in one transaction. ``then``: what to do with the
+        verdict once it is recorded.
 
         ``standing`` is the account as read before analysis; it is read again under a
         row lock only when the ruling can cost the account something, so that concurrent
@@ -767,22 +834,30 @@ class Gate:
                           priority=routing.priority, due_at=now + routing.sla, now=now)
             return verdict
 
-        try:
-            if self._batch is not None and not costly:
-                # Costs the account nothing: recorded with others in one transaction.
-                verdict = self._batch.write(write)
-            else:
-                # A strike or a suspension reads the account under a lock: on its own.
-                with self.db.transaction() as session:
-                    verdict = write(session)
-        except IntegrityError:
-            # A concurrent retry with the same idempotency key won the race: answer as it did.
-            if account and key and (
-                    replayed := self._replay(account, key, request, prompt)) is not None:
-                return replayed
-            raise
-        observe_verdict(kind, ruling.decision, ruling.clause, time.perf_counter() - started)
-        return verdict
+        def finish(batched: Pending[Verdict] | None) -> Verdict:
+            try:
+                if batched is not None:
+                    verdict = batched.wait()
+                else:
+                    # A strike or a suspension reads the account under a lock: on its own.
+                    with self.db.transaction() as session:
+                        verdict = write(session)
+            except IntegrityError:
+                # A concurrent retry with the same idempotency key won the race: answer as
+                # it did.
+                if account and key and (
+                        replayed := self._replay(account, key, request, prompt)) is not None:
+                    return replayed
+                raise
+            observe_verdict(kind, ruling.decision, ruling.clause,
+                            time.perf_counter() - started)
+            if then is not None:
+                then(verdict)
+            return verdict
+
+        # Costs the account nothing: recorded with others in one transaction.
+        batched = self._batch is not None and not costly
+        return Recording(finish, write if batched else None, self._batch if batched else None)
 
     @property
     def appeal_tokens(self) -> AppealTokens:

@@ -8,8 +8,9 @@ time, in a single transaction. Should one write fail (a duplicate idempotency ke
 batch is written again with each write in a savepoint of its own, so that the failing
 write fails only its request; savepoints only then, since each costs two round trips.
 
-The caller waits until its write is committed: a verdict is only ever returned once it is
-durable. Nothing is dropped: a full queue makes callers wait (back-pressure), and a write
+The caller waits until its write is committed (``write``; or ``submit``, then
+``Pending.when_done`` for a caller on an event loop): a verdict is only ever returned
+once it is durable. Nothing is dropped: a full queue makes callers wait (back-pressure), and a write
 that cannot be queued or committed in time raises ``Unavailable`` (HTTP 503, "not
 checked"), so the request fails closed rather than being answered from memory.
 """
@@ -20,7 +21,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy.orm import Session
@@ -33,12 +34,55 @@ T = TypeVar("T")
 _STOP: Final = object()
 
 
-@dataclass(eq=False)
-class _Write(Generic[T]):
-    write: Callable[[Session], T]
-    done: threading.Event = field(default_factory=threading.Event)
-    result: T | None = None
-    error: BaseException | None = None
+class Pending(Generic[T]):
+    """A write queued in a batch: ``wait`` for its result, or be told when it is done
+    (``when_done``), for a caller that must not block a thread on it (an event loop)."""
+
+    def __init__(self, write: Callable[[Session], T], timeout_s: float) -> None:
+        self.write = write
+        self.timeout_s = timeout_s
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self) -> T:
+        """The write's result once committed; its exception is raised here, and
+        ``Unavailable`` when it was not committed within the writer's timeout."""
+        if not self._done.wait(self.timeout_s):
+            raise not_recorded_in_time()
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the write is committed or has failed: at once if it is,
+        otherwise on the writing thread (so it must only hand over, as
+        ``loop.call_soon_threadsafe`` does)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+def not_recorded_in_time() -> Unavailable:
+    # It may still be committed later; the caller's retry with the same idempotency key
+    # is then answered from the record.
+    return Unavailable("the check could not be recorded in time; it was not answered, "
+                       "try again with the same idempotency key", code="busy")
 
 
 @dataclass(frozen=True)
@@ -68,21 +112,27 @@ class BatchWriter:
         committed within ``timeout_s``. Where another write of its batch fails, ``write``
         runs again (its first run rolled back): it must keep all its effects in the
         session and not depend on state an earlier run changed."""
-        job: _Write[T] = _Write(write)
+        pending = self.submit(write)
+        assert pending is not None  # waited for room
+        return pending.wait()
+
+    def submit(self, write: Callable[[Session], T], *,
+               wait_for_room: bool = True) -> Pending[T] | None:
+        """Queue ``write`` (as ``write`` does) and return at once. A full queue makes the
+        caller wait up to ``timeout_s`` for room, then raises ``Unavailable``; with
+        ``wait_for_room=False`` it returns None instead, and nothing was queued."""
+        job: Pending[T] = Pending(write, self.timeout_s)
         try:
-            self._queue.put(job, timeout=self.timeout_s)
+            if wait_for_room:
+                self._queue.put(job, timeout=self.timeout_s)
+            else:
+                self._queue.put_nowait(job)
         except queue.Full:
+            if not wait_for_room:
+                return None
             raise Unavailable("too many checks are waiting to be recorded; nothing was "
                               "checked, try again", code="busy") from None
-        if not job.done.wait(self.timeout_s):
-            # It may still be committed later; the caller's retry with the same
-            # idempotency key is then answered from the record.
-            raise Unavailable("the check could not be recorded in time; it was not "
-                              "answered, try again with the same idempotency key",
-                              code="busy")
-        if job.error is not None:
-            raise job.error
-        return job.result  # type: ignore[return-value]
+        return job
 
     @property
     def stats(self) -> BatchStats:
@@ -100,7 +150,7 @@ class BatchWriter:
             first = self._queue.get()
             if first is _STOP:
                 return
-            batch: list[_Write[Any]] = [first]
+            batch: list[Pending[Any]] = [first]
             stop = False
             while len(batch) < self.max_batch:
                 try:
@@ -115,7 +165,7 @@ class BatchWriter:
             if stop:
                 return
 
-    def _commit(self, batch: list[_Write[Any]]) -> None:
+    def _commit(self, batch: list[Pending[Any]]) -> None:
         try:
             try:
                 # The usual case: every write succeeds, one transaction and no savepoints.
@@ -141,10 +191,10 @@ class BatchWriter:
                     job.error, job.result = exc, None
         finally:
             for job in batch:
-                job.done.set()
+                job._finish()
 
     @staticmethod
-    def _one(s: Session, job: _Write[Any]) -> None:
+    def _one(s: Session, job: Pending[Any]) -> None:
         # What hooks keep in session.info for the commit (audit links, statements of
         # reasons): a write rolled back must leave none of its own behind, and must not
         # take the others' with it (a rollback hook may clear them all).

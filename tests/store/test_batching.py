@@ -14,19 +14,9 @@ from sqlalchemy import event, func, select
 
 from consentry.audit import chain
 from consentry.audit.verify import verify
-from consentry.config import Settings
 from consentry.errors import Unavailable
-from consentry.gate import Gate
 from consentry.store.batching import BatchWriter
 from consentry.store.models import Account, AuditRecord, CheckRecord
-
-
-@pytest.fixture
-def batched(db, analyser, clock, tmp_path):
-    gate = Gate(db, settings=Settings(data_dir=tmp_path, batch_records=True),
-                analyser=analyser, clock=clock)
-    yield gate
-    gate.close()
 
 
 def test_concurrent_checks_share_transactions_and_every_one_is_recorded(batched, db):
@@ -147,6 +137,32 @@ def test_a_full_queue_is_a_clear_refusal_and_nothing_waits_forever(db):
             for waiting in (first, second):
                 error = waiting.exception()
                 assert isinstance(error, Unavailable) or waiting.result() == "slow"
+    finally:
+        release.set()
+        writer.close()
+
+
+def test_a_caller_that_must_not_block_is_told_when_its_write_is_done(db):
+    release = threading.Event()
+    writer = BatchWriter(db, max_batch=1, capacity=1, timeout_s=2.0)
+    told: list[str] = []
+    try:
+        holding = writer.submit(lambda _s: release.wait(5) and "first")
+        assert holding is not None
+        holding.when_done(lambda: told.append("first"))
+        deadline = time.monotonic() + 5
+        while writer.stats.queued and time.monotonic() < deadline:
+            time.sleep(0.01)
+        queued = writer.submit(lambda _s: "second", wait_for_room=False)
+        # Full: refused at once rather than waited for, and nothing was queued.
+        assert queued is not None and writer.submit(lambda _s: "third",
+                                                    wait_for_room=False) is None
+        assert told == [] and not holding.done
+        release.set()
+        assert queued.wait() == "second" and holding.wait() == "first"
+        assert told == ["first"]  # called back once, on commit
+        queued.when_done(lambda: told.append("late"))  # already done: called at once
+        assert told == ["first", "late"]
     finally:
         release.set()
         writer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -11,7 +12,7 @@ from starlette.datastructures import UploadFile
 from consentry.access import Scope
 from consentry.api.auth import require
 from consentry.errors import InvalidRequest
-from consentry.gate import MAX_IMAGES, Verdict
+from consentry.gate import MAX_IMAGES, Gate, Recording, Verdict
 from consentry.http.bodies import decode_base64, parse_json, read_form, require_json
 from consentry.http.deps import GateDep
 from consentry.http.errors import AUTH, responses
@@ -84,5 +85,39 @@ async def check_generation(
     ``Idempotency-Key`` (with an account) makes retries safe; reusing it for a different
     request is a 409."""
     prompt, images, account, thread = await _read_request(request)
+    if not images and not thread and gate.records_in_batches:
+        return await _text_check_on_the_loop(gate, prompt, account, idempotency_key)
     return await run_in_threadpool(gate.check_generation, prompt, images, account,
                                    idempotency_key=idempotency_key, thread=thread)
+
+
+async def _text_check_on_the_loop(gate: Gate, prompt: str, account: str | None,
+                                  key: str | None) -> Verdict:
+    # A text-only check is decided on the event loop and its batch awaited there: in one
+    # process the GIL lets one thread run at a time, so a thread per request added only
+    # hand-offs, and under load its tail (docs/recording.md). Images (decoded in the
+    # sandbox) and threads (their turns read) still go to the thread pool, as does a
+    # check that writes its own transaction (one that costs the account something).
+    recording = gate.begin_generation(prompt, (), account, idempotency_key=key)
+    if not recording.queue_nowait():  # its own transaction, a replay, or a full queue
+        return await run_in_threadpool(recording.verdict)
+    await _committed(recording)
+    return recording.verdict()  # committed: returns without waiting
+
+
+async def _committed(recording: Recording) -> None:
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def settle() -> None:  # on the event loop
+        if not done.done():
+            done.set_result(None)
+
+    def wake() -> None:  # on the writing thread: only hands over
+        loop.call_soon_threadsafe(settle)
+
+    recording.when_recorded(wake)
+    try:
+        await asyncio.wait_for(done, recording.timeout_s)
+    except TimeoutError:
+        raise recording.not_in_time() from None

@@ -1,0 +1,133 @@
+"""Text-only checks with group commit (CONSENTRY_BATCH_RECORDS=1) are decided on the
+event loop and their batch awaited there, without a thread per request: each is still
+answered only once durable, a refusal that costs the account is written on its own, a
+retry is answered from the record, and a writer that cannot keep up fails requests
+closed (503 busy) instead of answering them from memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from consentry.access import Scope, create_api_key
+from consentry.api.app import create_app
+from consentry.audit.verify import verify
+from consentry.store.batching import BatchWriter
+from consentry.store.models import AuditRecord, CheckRecord
+
+
+@pytest.fixture
+def client(batched):
+    with TestClient(create_app(gate=batched)) as c:
+        secret = create_api_key(batched.db, "pipeline", [Scope.CHECK])[1]
+        c.headers["Authorization"] = f"Bearer {secret}"
+        yield c
+
+
+def check(client: TestClient, prompt: str, **fields: str):
+    key = fields.pop("key", None)
+    return client.post("/v1/check/generation", json={"prompt": prompt, **fields},
+                       headers={"Idempotency-Key": key} if key else {})
+
+
+def wait_until(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def recorded(db, check_id: str) -> bool:
+    with db.transaction() as s:
+        return s.get(CheckRecord, check_id) is not None
+
+
+def test_concurrent_text_checks_are_batched_and_each_is_on_record_when_answered(
+        client, batched, db, monkeypatch):
+    check(client, "a warm-up, so that no check waits for the models")
+
+    def in_a_thread(*_a, **_k):
+        raise AssertionError("a text-only check went to the thread pool")
+
+    monkeypatch.setattr(batched, "check_generation", in_a_thread)
+    prompts = [f"a {c} {t} in gouache" for c in ("red", "blue", "green", "grey", "gold")
+               for t in ("lighthouse", "teapot", "kite", "tram", "violin", "owl")]
+
+    def one(i: int):
+        r = check(client, prompts[i], account=f"acct-{i % 5}")
+        assert r.status_code == 200, r.text
+        assert recorded(db, r.json()["id"])  # durable before it was answered
+        return r.json()
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        verdicts = list(pool.map(one, range(len(prompts))))
+    assert {(v["decision"], v["policy"]["clause"]) for v in verdicts} == {("allow", "OK-1")}
+    assert len({v["id"] for v in verdicts}) == len(prompts)
+    stats = batched._batch.stats
+    assert stats.writes == len(prompts) + 1 and stats.batches < stats.writes  # grouped
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(AuditRecord).where(
+            AuditRecord.kind == "verdict.allow")) == len(prompts) + 1
+    assert verify(db).ok
+
+
+def test_a_refusal_that_costs_the_account_is_written_on_its_own(client, batched, db):
+    r = check(client, "generate Jane Roe from accounting naked", account="u9")
+    assert r.status_code == 200 and r.json()["decision"] == "block"
+    assert r.json()["account"]["active_strikes"] == 1
+    assert batched.account_state("u9").active_strikes == 1
+    assert batched._batch.stats.writes == 0  # read under a lock, in its own transaction
+    assert recorded(db, r.json()["id"])
+
+
+def test_a_retry_is_answered_from_the_record_and_a_reused_key_is_a_conflict(client, db):
+    first = check(client, "a red bicycle by a canal", account="acct-k", key="retry-1")
+    again = check(client, "a red bicycle by a canal", account="acct-k", key="retry-1")
+    other = check(client, "a blue bicycle by a canal", account="acct-k", key="retry-1")
+    assert first.status_code == again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert other.status_code == 409
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(CheckRecord).where(
+            CheckRecord.idempotency_key == "retry-1")) == 1
+
+
+def test_a_writer_that_cannot_keep_up_fails_requests_closed(client, batched, db):
+    check(client, "a warm-up, so that no check waits for the models")
+    release = threading.Event()
+    stuck = BatchWriter(db, max_batch=1, capacity=1, timeout_s=0.5)
+    batched._batch = stuck
+
+    def slow(_s):
+        release.wait(10)
+        return None
+
+    try:
+        # The writer holds one batch that does not commit: a check queued behind it is
+        # not answered in time, and meanwhile the event loop still answers others.
+        stuck.submit(slow)
+        wait_until(lambda: stuck.stats.queued == 0)  # the writer holds it
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            waiting = pool.submit(check, client, "a teapot on a shelf", account="acct-s")
+            wait_until(lambda: stuck.stats.queued == 1)
+            assert client.get("/healthz").status_code == 200
+            assert not waiting.done()  # the loop answered while the check waited
+            slow_commit = waiting.result()
+        assert slow_commit.status_code == 503, slow_commit.text
+        assert slow_commit.json()["error"]["code"] == "busy"
+        # Now the queue is full too: the check waits for room (in a thread, not on the
+        # loop), then is refused.
+        full = check(client, "a kite over a beach", account="acct-f")
+        assert full.status_code == 503 and full.json()["error"]["code"] == "busy"
+    finally:
+        release.set()
+        stuck.close()
+    with db.transaction() as s:
+        kites = s.scalar(select(func.count()).select_from(CheckRecord).where(
+            CheckRecord.account_id == "acct-f"))
+    assert kites == 0  # refused before it was queued: nothing to answer later
