@@ -304,14 +304,13 @@ def serve(
     if settings.public_url is None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         settings = dataclasses.replace(settings, public_url=f"http://{shown}:{port}")
+    if workers > 1:  # each process builds its app from the environment
+        from consentry.api.serving import serve_processes
+
+        os.environ["CONSENTRY_PUBLIC_URL"] = settings.public_base
+        raise typer.Exit(serve_processes(host, port, workers, access_log=access_log))
     # Forwarded headers are judged by the app against CONSENTRY_TRUSTED_PROXIES, never
     # believed by the server from any local peer.
-    if workers > 1:  # each process builds its app from the environment
-        os.environ["CONSENTRY_PUBLIC_URL"] = settings.public_base
-        uvicorn.run("consentry.api.app:serving_app", factory=True, workers=workers, host=host,
-                    port=port, proxy_headers=False, server_header=False,
-                    access_log=access_log)
-        return
     uvicorn.run(serving_app(settings), host=host, port=port, proxy_headers=False,
                 server_header=False, access_log=access_log)
 
