@@ -19,6 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -150,7 +151,10 @@ class Recording:
     def __init__(self, finish: Callable[[Pending[Verdict] | None], Verdict],
                  write: Callable[[Session], Verdict] | None = None,
                  batch: BatchWriter | None = None) -> None:
-        self._finish, self._write, self._batch = finish, write, batch
+        """``write`` with ``batch``: queued in that batch; without: ``finish`` writes."""
+        self._finish = finish
+        self._queue = partial(batch.submit, write) if batch and write else None
+        self.timeout_s = batch.timeout_s if batch else 0.0  # then 503 (fails closed)
         self._pending: Pending[Verdict] | None = None
 
     @classmethod
@@ -163,8 +167,8 @@ class Recording:
         ``when_recorded`` says when ``verdict()`` will not wait). False when the check is
         not batched (it writes its own transaction, or was answered) or the queue is full:
         ``verdict()`` then does the work, and may wait."""
-        if self._pending is None and self._batch is not None and self._write is not None:
-            self._pending = self._batch.submit(self._write, wait_for_room=False)
+        if self._pending is None and self._queue is not None:
+            self._pending = self._queue(wait_for_room=False)
         return self._pending is not None
 
     def when_recorded(self, callback: Callable[[], None]) -> None:
@@ -173,18 +177,13 @@ class Recording:
         assert self._pending is not None, "queue_nowait first"
         self._pending.when_done(callback)
 
-    @property
-    def timeout_s(self) -> float:
-        """How long the record may take before the request fails closed (503)."""
-        return self._batch.timeout_s if self._batch is not None else 0.0
-
     @staticmethod
     def not_in_time() -> Unavailable:
         return not_recorded_in_time()
 
     def verdict(self) -> Verdict:
-        if self._pending is None and self._batch is not None and self._write is not None:
-            self._pending = self._batch.submit(self._write)  # waits for room
+        if self._pending is None and self._queue is not None:
+            self._pending = self._queue()  # waits for room
         return self._finish(self._pending)
 
 
