@@ -75,7 +75,8 @@ def transparency(start: From, end: To,
         db.dispose()
     _line({"written": [str(p) for p in written], "period_start": period.start,
            "period_end": period.end, "statements_of_reasons_sent":
-           report.statements_of_reasons_sent, "checks_counted_on": report.checks_counted_on})
+           report.statements_of_reasons_sent, "checks_counted_on": report.checks_counted_on,
+           "checks_on_database_from": report.checks_on_database_from})
 
 
 @report_app.command("incident")

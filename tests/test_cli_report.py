@@ -74,11 +74,16 @@ def test_checks_are_exported_to_the_analytics_engine_again_from_the_command_line
     window = consentry(engine, "report", "export-analytics", "--from", "2000-01-01",
                        "--to", "2000-01-02")
     assert json.loads(window.stdout)["sent"] == 0
-    # The export is older than a period that ends now: the report counts on the database.
+    # A period reaching past the export: the engine counts what the export covers (up
+    # to its newest check less the allowance for late commits), the database the rest.
     report = consentry(engine, "report", "transparency", "--from", "2026-11-01", "--to",
                        "2030-01-01", "--out", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr
-    assert json.loads(report.stdout)["checks_counted_on"] == "database"
+    answer = json.loads(report.stdout)
+    assert answer["checks_counted_on"] == "analytics+database"
+    assert answer["checks_on_database_from"]
+    written = json.loads((tmp_path / "report" / "transparency.json").read_text())
+    assert sum(s["attempts"] for s in written["surfaces"]) == 2  # both checks, once each
 
     from consentry.reporting.analytics import CHECKS_TABLE
     from consentry.store.clickhouse import connect_clickhouse

@@ -104,13 +104,22 @@ def export_recent(db: Database, engine: ClickHouse, now: datetime, *,
     return export_checks(db, engine, Window(_utc(latest) - overlap, now + timedelta(days=1)))
 
 
-def covers(engine: ClickHouse, end: datetime, *, overlap: timedelta = EXPORT_OVERLAP) -> bool:
-    """Whether the engine holds every check created before ``end``: its newest check is
-    ``overlap`` past it, the same allowance for late commits that ``export_recent``
-    re-sends. A period that reaches past the latest export is counted on the database."""
+def covered_until(engine: ClickHouse, *, overlap: timedelta = EXPORT_OVERLAP
+                  ) -> datetime | None:
+    """The time before which the engine holds every check (None: it holds none): its
+    newest check less ``overlap``, the same allowance for late commits that
+    ``export_recent`` re-sends. Checks from then on are counted on the database."""
     create_tables(engine)
     [(latest,)] = engine.rows(f"SELECT max(created_at) FROM {engine.database}.{CHECKS_TABLE}")
-    return latest is not None and _utc(latest) >= _utc(end) + overlap
+    if latest is None or _utc(latest).year <= 1970:  # an empty table's max is the epoch
+        return None
+    return _utc(latest) - overlap
+
+
+def covers(engine: ClickHouse, end: datetime, *, overlap: timedelta = EXPORT_OVERLAP) -> bool:
+    """Whether the engine holds every check created before ``end``."""
+    until = covered_until(engine, overlap=overlap)
+    return until is not None and until >= _utc(end)
 
 
 def _utc(at: datetime) -> datetime:

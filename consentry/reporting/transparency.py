@@ -166,45 +166,58 @@ class TransparencyReport(BaseModel):
     accounts_suspended: int
     ncmec_reports_sent: int
     statements_of_reasons_sent: int
-    # Where the figures over checks were counted: "database", or "analytics" (the engine
-    # export_checks fills, once its export covers the period).
+    # Where the figures over checks were counted: "database"; "analytics" (the engine
+    # export_checks fills, once its export covers the period); or "analytics+database":
+    # the engine up to ``checks_on_database_from``, the database from then on (the
+    # minutes the export has not yet covered, e.g. in a report of the current month).
     checks_counted_on: str = "database"
+    checks_on_database_from: datetime | None = None
 
 
 def transparency_report_for(db: Database, period: Period, settings: Settings, *,
                             now: datetime | None = None) -> TransparencyReport:
-    """The report as configured: with an analytics engine (``CONSENTRY_CLICKHOUSE_URL``)
-    whose export covers the whole period, the figures over checks are counted there;
-    otherwise (none configured, or a period that reaches past the latest export, or an
-    engine that cannot be read) on the database, which always has every check."""
-    from consentry.reporting.analytics import covers
+    """The report as configured: with an analytics engine (``CONSENTRY_CLICKHOUSE_URL``),
+    the figures over checks are counted there for the part of the period its export
+    covers and on the database for the rest (the database always has every check); with
+    none configured, or an engine that cannot be read, all on the database."""
+    from consentry.reporting.analytics import covered_until
 
     if not settings.clickhouse_url:
         return transparency_report(db, period, now=now)
     with ExitStack() as stack:
         try:
             engine = stack.enter_context(configured_clickhouse(settings))
-            usable = covers(engine, period.end)
+            until = covered_until(engine)
         except Exception as exc:  # noqa: BLE001 - the database can still answer
             log.warning("the analytics engine cannot be read (%s); counting on the database",
                         type(exc).__name__)
-            usable = False
-        if usable:
-            return transparency_report(db, period, now=now, analytics=engine)
+            until = None
+        if until is not None and until > period.start:
+            return transparency_report(db, period, now=now, analytics=engine,
+                                       analytics_until=until)
     return transparency_report(db, period, now=now)
 
 
 def transparency_report(db: Database, period: Period, *, now: datetime | None = None,
-                        analytics: ClickHouse | None = None) -> TransparencyReport:
+                        analytics: ClickHouse | None = None,
+                        analytics_until: datetime | None = None) -> TransparencyReport:
     """Compute every figure for ``period`` in one read transaction. With ``analytics``
     (the engine ``consentry.reporting.analytics.export_checks`` fills), the figures over
-    checks are counted there and the rest by the database."""
+    checks are counted there (before ``analytics_until`` only, if given: the database
+    counts those from then on) and the rest by the database."""
     with db.transaction() as s:
         if analytics is None:
-            surfaces, refusals, matches = (_surfaces(s, period), _refusals(s, period),
-                                           _matches(s, period))
+            counted_on, database_from = "database", None
+            figures = _check_figures(s, period)
+        elif analytics_until is not None and period.start < analytics_until < period.end:
+            counted_on, database_from = "analytics+database", analytics_until
+            figures = _added(_check_figures_from(analytics, Period(period.start,
+                                                                   analytics_until)),
+                             _check_figures(s, Period(analytics_until, period.end)))
         else:
-            surfaces, refusals, matches = _check_figures_from(analytics, period)
+            counted_on, database_from = "analytics", None
+            figures = _check_figures_from(analytics, period)
+        surfaces, refusals, matches = figures
         return TransparencyReport(
             period_start=period.start, period_end=period.end,
             generated_at=now or datetime.now(UTC),
@@ -223,7 +236,35 @@ def transparency_report(db: Database, period: Period, *, now: datetime | None = 
                 select(func.count()).select_from(DsaStatement).where(
                     DsaStatement.status == "sent", *_within(DsaStatement.sent_at, period)))
             or 0,
-            checks_counted_on="database" if analytics is None else "analytics")
+            checks_counted_on=counted_on, checks_on_database_from=database_from)
+
+
+CheckFigures = tuple[list["SurfaceFigures"], list["RefusalFigures"], list["MatchFigures"]]
+
+
+def _check_figures(s: Session, period: Period) -> CheckFigures:
+    return _surfaces(s, period), _refusals(s, period), _matches(s, period)
+
+
+def _added(first: CheckFigures, second: CheckFigures) -> CheckFigures:
+    """The figures of two adjoining periods as one: every figure over checks is a count,
+    so the counts of each group are added."""
+    surfaces: dict[str, tuple[int, int, int]] = {}
+    for f in (*first[0], *second[0]):
+        a, r, h = surfaces.get(f.surface, (0, 0, 0))
+        surfaces[f.surface] = (a + f.attempts, r + f.refused, h + f.held_for_review)
+    refusals: dict[tuple[str, str, str], int] = {}
+    for g in (*first[1], *second[1]):
+        key = (g.surface, g.clause, g.language)
+        refusals[key] = refusals.get(key, 0) + g.refused
+    matches: dict[tuple[str, str], int] = {}
+    for m in (*first[2], *second[2]):
+        matches[(m.bank, m.source)] = matches.get((m.bank, m.source), 0) + m.uploads
+    return (_surface_figures(surfaces),
+            [RefusalFigures(surface=k, clause=c, language=lang, refused=n)
+             for (k, c, lang), n in sorted(refusals.items())],
+            [MatchFigures(bank=b, source=src, uploads=n)
+             for (b, src), n in sorted(matches.items())])
 
 
 def _within(column: Any, period: Period) -> tuple[Any, Any]:
@@ -247,8 +288,7 @@ def is_match() -> Any:
     return first_reason("code").as_string() == "hash_match"
 
 
-def _check_figures_from(engine: ClickHouse, period: Period) -> tuple[
-        list[SurfaceFigures], list[RefusalFigures], list[MatchFigures]]:
+def _check_figures_from(engine: ClickHouse, period: Period) -> CheckFigures:
     from consentry.reporting import analytics
 
     window = analytics.Window(period.start, period.end)

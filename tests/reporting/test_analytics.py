@@ -83,33 +83,70 @@ def _later_check(db, at) -> None:
                           verdict={"reasons": []}, latency_ms=1.0))
 
 
-def test_the_configured_report_counts_on_the_engine_only_once_its_export_covers_it(
-        db, engine, tmp_path):
+def test_the_configured_report_counts_on_the_engine_what_its_export_covers_and_the_rest_on_the_database(  # noqa: E501
+        db, engine, tmp_path, monkeypatch):
     from sqlalchemy import func, select
 
     from consentry.config import Settings
+    from consentry.reporting import analytics
+    from consentry.reporting.analytics import EXPORT_OVERLAP
+    from consentry.reporting.documents import transparency_html
     from consentry.reporting.transparency import transparency_report_for
     from consentry.store.models import CheckRecord
 
     build_history(db, checks=120)
     with db.transaction() as s:
         latest = s.scalar(select(func.max(CheckRecord.created_at)))
+    _later_check(db, latest - timedelta(minutes=7))  # in the minutes the export may lack
     period = Period(START, latest - timedelta(minutes=5))
     settings = Settings(data_dir=tmp_path, clickhouse_url=f"chdb://{engine.path}",
                         clickhouse_database=engine.database)
     assert transparency_report_for(db, period, Settings(data_dir=tmp_path)
                                    ).checks_counted_on == "database"  # none configured
-    # Exported, but the newest check is only 5 minutes past the period: a check of the
-    # period committing late could still be missing from the engine.
+    assert transparency_report_for(db, period, settings
+                                   ).checks_counted_on == "database"  # nothing exported
+
+    asked: list[Window] = []
+    counts = analytics.surface_counts
+    monkeypatch.setattr(analytics, "surface_counts",
+                        lambda e, w: asked.append(w) or counts(e, w))
+
+    def same_as_the_database(found, period) -> None:
+        expected = transparency_report(db, period)
+        assert found.surfaces == expected.surfaces and sum(s.attempts for s in found.surfaces)
+        assert sorted(found.refusals, key=repr) == sorted(expected.refusals, key=repr)
+        assert sorted(found.matches, key=repr) == sorted(expected.matches, key=repr)
+
+    # Exported, but the newest check is only 5 minutes past the period: a check of its
+    # last minutes committing late could still be missing from the engine, so those
+    # minutes (from the newest exported check less the allowance) are counted on the
+    # database and the rest on the engine.
     export_checks(db, engine)
-    assert transparency_report_for(db, period, settings).checks_counted_on == "database"
+    cut = latest - EXPORT_OVERLAP
+    found = transparency_report_for(db, period, settings)
+    assert (found.checks_counted_on, found.checks_on_database_from) == (
+        "analytics+database", cut)
+    assert asked == [Window(START, cut)]
+    same_as_the_database(found, period)
+    assert (f"counted on the analytics engine up to {cut:%Y-%m-%d %H:%M:%S} UTC and on the "
+            "database from then on") in transparency_html(found)
+
+    # A period reaching up to now (the current month): what was recorded since the
+    # export is counted too, on the database.
+    _later_check(db, latest + timedelta(minutes=1))
+    now = Period(START, latest + timedelta(days=1))
+    current = transparency_report_for(db, now, settings)
+    assert current.checks_counted_on == "analytics+database"
+    same_as_the_database(current, now)
+    assert sum(s.attempts for s in current.surfaces) == sum(
+        s.attempts for s in transparency_report(db, now).surfaces)
+
+    # Once the export covers the whole period, all of it is counted on the engine; a
+    # period that starts after what it covers, all on the database.
     _later_check(db, latest + timedelta(minutes=6))
     export_checks(db, engine)
-    found = transparency_report_for(db, period, settings)
-    expected = transparency_report(db, period)
-    assert found.checks_counted_on == "analytics"
-    assert found.surfaces == expected.surfaces and sum(s.attempts for s in found.surfaces)
-    assert sorted(found.refusals, key=repr) == sorted(expected.refusals, key=repr)
-    # A period reaching past the latest export is counted on the database, which has all.
-    beyond = transparency_report_for(db, Period(START, latest + timedelta(days=1)), settings)
-    assert beyond.checks_counted_on == "database"
+    covered = transparency_report_for(db, period, settings)
+    assert (covered.checks_counted_on, covered.checks_on_database_from) == ("analytics", None)
+    same_as_the_database(covered, period)
+    after = Period(latest, latest + timedelta(days=1))
+    assert transparency_report_for(db, after, settings).checks_counted_on == "database"
