@@ -38,6 +38,12 @@ class Settings:
     # Connections each process keeps open to a server database (as many again under
     # bursts); size PostgreSQL's max_connections for every replica and worker.
     database_pool: int = 20
+    # A server database that stops answering must not stall a replica: a hot-path read
+    # (the account, an idempotency replay; on the event loop for text checks) gives up
+    # after this many seconds and the request fails closed (503); opening a connection
+    # gives up after database_connect_timeout_s (docs/operations.md).
+    database_read_timeout_s: float = 2.0
+    database_connect_timeout_s: float = 5.0
     policy_path: Path | None = None  # None: the packaged default policy
     # SX-1 is configurable: a platform with age-verified adult users may allow explicit
     # content of fictional adults (with a label). Default: block.
@@ -168,7 +174,9 @@ class Settings:
         for name, seconds in (("CONSENTRY_ANALYSIS_TIMEOUT_S", self.analysis_timeout_s),
                               ("CONSENTRY_HMA_FETCH_TIMEOUT_S", self.hma_fetch_timeout_s),
                               ("CONSENTRY_JOB_LEASE_S", self.job_lease_s),
-                              ("CONSENTRY_THREAD_TTL_S", self.thread_ttl_s)):
+                              ("CONSENTRY_THREAD_TTL_S", self.thread_ttl_s),
+                              ("CONSENTRY_DATABASE_READ_TIMEOUT_S",
+                               self.database_read_timeout_s)):
             if not 0 < seconds < float("inf"):
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got "
                                          f"{seconds!r}")
@@ -178,6 +186,10 @@ class Settings:
         if not 1 <= self.database_pool <= 1000:
             raise ConfigurationError("CONSENTRY_DATABASE_POOL must be a number of "
                                      f"connections from 1 to 1000, got {self.database_pool!r}")
+        if not 2 <= self.database_connect_timeout_s <= 600:
+            # libpq counts whole seconds and treats anything under 2 as 2
+            raise ConfigurationError("CONSENTRY_DATABASE_CONNECT_TIMEOUT_S must be from 2 to "
+                                     f"600 seconds, got {self.database_connect_timeout_s!r}")
         if self.read_watermark not in WATERMARK_READS:
             raise ConfigurationError("CONSENTRY_READ_WATERMARK must be one of "
                                      f"{', '.join(WATERMARK_READS)}, got {self.read_watermark!r}")
@@ -228,6 +240,9 @@ class Settings:
             data_dir=data_dir or _default_data_dir(),
             database_url=env.get("CONSENTRY_DATABASE_URL") or None,
             database_pool=20 if pool is None else pool,
+            database_read_timeout_s=_number(env, "CONSENTRY_DATABASE_READ_TIMEOUT_S", 2.0),
+            database_connect_timeout_s=_number(env, "CONSENTRY_DATABASE_CONNECT_TIMEOUT_S",
+                                               5.0),
             policy_path=Path(policy) if policy else None,
             allow_adult_content=env.get("CONSENTRY_ALLOW_ADULT_CONTENT", "").lower()
             in {"1", "true", "yes"},

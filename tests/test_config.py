@@ -80,3 +80,19 @@ def test_the_database_pool_is_read_and_must_hold_a_connection(monkeypatch):
     monkeypatch.setenv("CONSENTRY_DATABASE_POOL", "0")
     with pytest.raises(ValueError, match="CONSENTRY_DATABASE_POOL must be"):
         Settings.from_env()
+
+
+def test_database_timeouts_are_read_and_checked(monkeypatch):
+    defaults = Settings.from_env()
+    assert (defaults.database_read_timeout_s, defaults.database_connect_timeout_s) == (2, 5)
+    monkeypatch.setenv("CONSENTRY_DATABASE_READ_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("CONSENTRY_DATABASE_CONNECT_TIMEOUT_S", "10")
+    settings = Settings.from_env()
+    assert (settings.database_read_timeout_s, settings.database_connect_timeout_s) == (0.5, 10)
+    monkeypatch.setenv("CONSENTRY_DATABASE_READ_TIMEOUT_S", "0")
+    with pytest.raises(ValueError, match="CONSENTRY_DATABASE_READ_TIMEOUT_S must be a positive"):
+        Settings.from_env()
+    monkeypatch.setenv("CONSENTRY_DATABASE_READ_TIMEOUT_S", "2")
+    monkeypatch.setenv("CONSENTRY_DATABASE_CONNECT_TIMEOUT_S", "1")  # libpq would make it 2
+    with pytest.raises(ValueError, match="CONSENTRY_DATABASE_CONNECT_TIMEOUT_S must be from 2"):
+        Settings.from_env()

@@ -4,6 +4,7 @@ errors (``consentry.errors``) to statuses once for every router and page."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from consentry.errors import (
@@ -23,6 +25,8 @@ from consentry.errors import (
     Unauthenticated,
     Unavailable,
 )
+
+log = logging.getLogger(__name__)
 
 # Renders an error as a page for the pages under a path (the console); None: the client
 # wants JSON, which it then gets in the one error shape.
@@ -50,7 +54,8 @@ _DESCRIPTIONS: dict[int, str] = {
     413: "an image or the body is too large",
     422: "the request cannot be handled as sent; error.field names the input",
     429: "too many attempts from this client; see Retry-After",
-    503: "busy (too many images being decoded); retry after Retry-After. Never an allow",
+    503: ("busy (too many images being decoded, a batch not committed in time) or the "
+          "database not answering; retry after Retry-After. Never an allow"),
 }
 
 
@@ -99,6 +104,20 @@ def install(app: FastAPI, *, pages: Mapping[str, ErrorPage] | None = None) -> No
         if not isinstance(exc, InvalidRequest) and status_of(exc) == 422:
             body.setdefault("field", "body")
         return error_response(status_of(exc), body, retry_after(exc))
+
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        # The database did not answer: a read past its timeout, a lost connection, a lock
+        # given up on. Fail closed with a retry rather than a bare 500. Only the error's
+        # class is logged: a statement's parameters can hold personal data.
+        log.warning("database unavailable (%s); answered 503",
+                    type(getattr(exc, "orig", None) or exc).__name__)
+        return await package_error(request, Unavailable(
+            "the database did not answer in time; treat the request as not done and retry "
+            "it (with the same Idempotency-Key where one was sent)",
+            code="database_unavailable"))
+
+    app.add_exception_handler(OperationalError, database_unavailable)
+    app.add_exception_handler(InterfaceError, database_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def unprocessable(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,7 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,9 +42,12 @@ def _begin_immediate(connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, pool_size: int = 20) -> Engine:
+def make_engine(url: str, *, pool_size: int = 20, connect_timeout_s: float = 5.0,
+                statement_timeout_s: float | None = None) -> Engine:
     """Create an engine; for SQLite, create the folder and turn on WAL. ``pool_size``:
-    connections kept open to a server database, as many again opened under bursts."""
+    connections kept open to a server database, as many again opened under bursts.
+    ``connect_timeout_s`` bounds opening a PostgreSQL connection (unless the URL sets
+    ``connect_timeout``); ``statement_timeout_s``, each of its statements."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -53,13 +56,36 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _begin_immediate)
         return engine
+    parsed = make_url(url)
+    postgres = parsed.get_backend_name() == "postgresql"
+    connect_args: dict[str, object] = {}
+    if postgres and "connect_timeout" not in parsed.query:
+        # libpq counts whole seconds; without it a host that drops packets holds the
+        # connecting thread (on the event loop, the replica) for the kernel's minutes.
+        connect_args["connect_timeout"] = max(2, round(connect_timeout_s))
     # A request that finds the pool empty opens a connection and closes it afterwards
     # (overflow): under load that churn cost a fifth of a replica's CPU, so the pool
     # keeps as many connections as a replica runs requests at once.
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                           connect_args=connect_args)
     event.listen(engine, "checkin", _returned)
     event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
+    if postgres and statement_timeout_s is not None:
+        event.listen(engine, "connect", _statement_timeout(statement_timeout_s))
     return engine
+
+
+def _statement_timeout(seconds: float) -> Callable[..., None]:
+    milliseconds = max(1, round(seconds * 1000))
+
+    def connect(dbapi_connection, _record) -> None:
+        # Once per connection, not per statement: the server cancels any statement of
+        # this session that runs longer (a lock it queues behind, an overloaded server).
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET statement_timeout = {milliseconds}")
+        cursor.close()
+        dbapi_connection.commit()  # a SET rolled back would be undone
+    return connect
 
 
 # A connection that sat idle in the pool may have been closed by the server (a restart, a
@@ -143,15 +169,26 @@ def _sqlite_pragma(connection: Connection, setting: str) -> None:
 class Database:
     """The store's entry point: one engine, short transactions."""
 
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, read_timeout_s: float = 2.0,
+                 connect_timeout_s: float = 5.0) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size)
+        self.engine = make_engine(url, pool_size=pool_size, connect_timeout_s=connect_timeout_s)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Hot-path reads (``reading``) have a pool of their own whose statements the server
+        # cancels after ``read_timeout_s``: one runs on the event loop for a text check,
+        # and a database that stopped answering must fail that request (503), not stall
+        # the replica. Transactions (a batch, a migration, a report) are not bounded.
+        # SQLite reads in WAL mode wait for no writer: they share the one engine.
+        self._reads = (self.engine if url.startswith("sqlite") else make_engine(
+            url, pool_size=pool_size, connect_timeout_s=connect_timeout_s,
+            statement_timeout_s=read_timeout_s))
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
         """The database ``settings`` name (SQLite in the data folder by default)."""
-        return cls(settings.resolved_database_url, pool_size=settings.database_pool)
+        return cls(settings.resolved_database_url, pool_size=settings.database_pool,
+                   read_timeout_s=settings.database_read_timeout_s,
+                   connect_timeout_s=settings.database_connect_timeout_s)
 
     def migrate(self) -> None:
         migrate(self.engine)
@@ -171,9 +208,11 @@ class Database:
         """A connection for reads on the hot path, outside any transaction: each statement
         sees what is committed when it runs, with no BEGIN and COMMIT round trips (and on
         SQLite no write lock). For a read that one statement answers; a read that must
-        agree with a write that follows belongs in ``transaction``."""
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        agree with a write that follows belongs in ``transaction``. On a server database a
+        statement that runs past the read timeout raises ``OperationalError``."""
+        with self._reads.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._reads.dispose()

@@ -12,11 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from postgres_schema import POSTGRES_URL, postgres_schema
+from sqlalchemy import func, select, text
 
 from consentry.access import Scope, create_api_key
 from consentry.api.app import create_app
 from consentry.audit.verify import verify
+from consentry.config import Settings
+from consentry.gate import Gate
+from consentry.store import Database
 from consentry.store.batching import BatchWriter
 from consentry.store.models import AuditRecord, CheckRecord
 
@@ -131,3 +135,42 @@ def test_a_writer_that_cannot_keep_up_fails_requests_closed(client, batched, db)
         kites = s.scalar(select(func.count()).select_from(CheckRecord).where(
             CheckRecord.account_id == "acct-f"))
     assert kites == 0  # refused before it was queued: nothing to answer later
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="needs CONSENTRY_TEST_POSTGRES_URL")
+def test_a_database_that_stops_answering_fails_the_check_closed_and_the_loop_lives_on(
+        analyser, clock, tmp_path):
+    """The account is read on the event loop: a database that does not answer it (here a
+    lock it queues behind) must cost the request a 503 after the read timeout, not stall
+    the replica until the lock goes. Nothing is recorded, so a retry with the same key
+    is checked afresh."""
+    with postgres_schema() as url:
+        db = Database(url, read_timeout_s=0.3)
+        db.migrate()
+        gate = Gate(db, settings=Settings(data_dir=tmp_path, batch_records=True),
+                    analyser=analyser, clock=clock)
+        try:
+            with TestClient(create_app(gate=gate)) as client:
+                secret = create_api_key(db, "pipeline", [Scope.CHECK])[1]
+                client.headers["Authorization"] = f"Bearer {secret}"
+                assert check(client, "a warm-up", account="acct-l").status_code == 200
+                with db.transaction() as s:  # e.g. a migration waiting on a long query
+                    s.execute(text("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE"))
+                    started = time.monotonic()
+                    r = check(client, "a lighthouse at dusk", account="acct-l", key="k-1")
+                    assert r.status_code == 503, r.text
+                    assert r.json()["error"]["code"] == "database_unavailable"
+                    assert r.headers["Retry-After"] == "1"
+                    assert time.monotonic() - started < 5.0  # the timeout, not the lock
+                    assert client.get("/healthz").status_code == 200  # lock still held
+                    assert check(client, "a kite", account="acct-l").status_code == 503
+                retried = check(client, "a lighthouse at dusk", account="acct-l", key="k-1")
+                assert retried.status_code == 200, retried.text
+                assert retried.json()["decision"] == "allow"
+            with db.transaction() as s:
+                prompts = s.scalar(select(func.count()).select_from(CheckRecord).where(
+                    CheckRecord.account_id == "acct-l"))
+            assert prompts == 2  # the warm-up and the retry; nothing for the refused two
+        finally:
+            gate.close()
+            db.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -116,3 +117,52 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_not_used(
         finally:
             db.dispose()
             admin.dispose()
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="needs CONSENTRY_TEST_POSTGRES_URL")
+def test_a_hot_path_read_gives_up_after_its_timeout_and_a_transaction_does_not():
+    """A read that queues behind a lock (a migration, a stuck transaction) is cancelled by
+    the server after the read timeout; the request fails instead of stalling its replica.
+    Transactions (a batch, a report, a migration) are not bounded by it."""
+    from sqlalchemy.exc import OperationalError
+
+    with postgres_schema() as url:
+        db = Database(url, read_timeout_s=0.3)
+        db.migrate()
+        try:
+            with db.transaction() as s:  # a lock held by someone else
+                s.execute(text("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE"))
+                started = time.monotonic()
+                with (pytest.raises(OperationalError, match="statement timeout"),
+                      db.reading() as conn):
+                    conn.execute(select(Account.id)).all()
+                assert time.monotonic() - started < 3.0
+            with db.reading() as conn:  # the lock gone, the same pool answers
+                assert conn.execute(select(Account.id)).all() == []
+            with db.transaction() as s:
+                assert s.execute(text("select pg_sleep(0.6), 1")).one()[1] == 1
+        finally:
+            db.dispose()
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="needs CONSENTRY_TEST_POSTGRES_URL")
+def test_a_database_host_that_never_answers_fails_the_connection_after_its_timeout():
+    """A host that accepts the connection and then says nothing (a hung server, a
+    half-open network path) costs a request the connect timeout, not minutes."""
+    import socket
+
+    from sqlalchemy.exc import OperationalError
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts; nobody ever speaks
+        port = silent.getsockname()[1]
+        db = Database(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none",
+                      connect_timeout_s=2)
+        try:
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="timeout"), db.reading() as conn:
+                conn.execute(text("select 1"))
+            assert 1.5 < time.monotonic() - started < 10.0
+        finally:
+            db.dispose()
