@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
@@ -33,6 +33,9 @@ from consentry.banks.registry import BankRegistry, ExchangeImport
 from consentry.cases.worker import CaseWorker
 from consentry.config import Settings
 from consentry.errors import ConfigurationError
+from consentry.store import Database
+from consentry.store.dialect import upsert_insert
+from consentry.store.models import LAST_RUN_PREFIX, MaintenanceRun
 from consentry.store.partitions import ensure_partitions
 from consentry.store.retention import purge_allowed_checks
 
@@ -130,7 +133,7 @@ def case_jobs(takedowns: TakedownService, *, sessions: Sessions, vault: Vault, s
         importer = ExchangeImport(BankRegistry(takedowns.db, clock=takedowns.now))
         return sync_banks(importer, settings.exchange_syncs).changed
 
-    return Jobs({
+    functions: dict[str, Job] = {
         "intake.resume": takedowns.resume_intake,
         "removals.dispatch": takedowns.removals.dispatch,
         "cybertip.draft": cybertip.draft_pending,
@@ -145,7 +148,26 @@ def case_jobs(takedowns: TakedownService, *, sessions: Sessions, vault: Vault, s
         "checks.partitions": lambda: len(ensure_partitions(takedowns.db, takedowns.now())),
         "analytics.export": export_analytics,
         "exchanges.sync": sync_exchanges,
-    })
+    }
+    periodic = {s.name for s in SCHEDULE if s.hourly}
+    return Jobs({name: remembered(takedowns.db, name, job, takedowns.now)
+                 if name in periodic else job for name, job in functions.items()})
+
+
+def remembered(db: Database, name: str, job: Job, clock: Callable[[], datetime]) -> Job:
+    """``job``, recording when it last ran to the end (``maintenance_runs``, named
+    ``job:<name>``): /metrics shows how long ago, so an export or a sync that stopped
+    succeeding shows before what it feeds goes stale. Periodic jobs only: the jobs of
+    every round have their own lag gauges, and a write each round would be noise."""
+    def run() -> object:
+        result = job()
+        done = {"done_at": clock(), "count": result if isinstance(result, int) else 0}
+        with db.transaction() as s:
+            s.execute(upsert_insert(s, MaintenanceRun).values(
+                name=LAST_RUN_PREFIX + name, **done).on_conflict_do_update(
+                index_elements=["name"], set_=done))
+        return result
+    return run
 
 
 @dataclass

@@ -41,10 +41,12 @@ from sqlalchemy import func, select
 
 from consentry.store import Database
 from consentry.store.models import (
+    LAST_RUN_PREFIX,
     BankEvent,
     ContentHash,
     CyberTipReport,
     DsaStatement,
+    MaintenanceRun,
     RemovalJob,
     ReviewItem,
 )
@@ -128,6 +130,8 @@ class Backlog:
             newest = {"bank": s.scalar(select(func.max(BankEvent.id))) or 0,
                       "content": s.scalar(select(func.max(ContentHash.id))) or 0}
             ahead = days_ahead(s.connection(), now) if is_partitioned(self.db) else None
+            last_runs = s.execute(select(MaintenanceRun.name, MaintenanceRun.done_at).where(
+                MaintenanceRun.name.startswith(LAST_RUN_PREFIX))).all()
 
         def family(name: str, doc: str, label: str | None,
                    rows: Iterable[tuple[str, int]], every: Iterable[str] = ()) -> Metric:
@@ -145,6 +149,12 @@ class Backlog:
                                 labels=["job"])
         lag.add_metric(["removal_callback"], age(oldest_removal))
         lag.add_metric(["dsa_statement"], age(oldest_statement))
+        since = GaugeMetricFamily(
+            "consentry_job_last_success_seconds", "Seconds since each periodic job (analytics "
+            "export, exchange sync, partitions, purges...) last ran to the end; absent until "
+            "it first has", labels=["job"])
+        for name, done_at in sorted(last_runs):
+            since.add_metric([name.removeprefix(LAST_RUN_PREFIX)], age(done_at))
         size = GaugeMetricFamily("consentry_index_hashes",
                                  "Hashes this process's match index holds", labels=["index"])
         behind = GaugeMetricFamily(
@@ -164,7 +174,7 @@ class Backlog:
             family("consentry_cybertip_reports", "CyberTipline reports awaiting "
                    "confirmation (draft), sending (confirmed), or failed", "status", tips,
                    ("draft", "confirmed", "failed")),
-            lag, size, behind, *self._partitions(ahead),
+            lag, since, size, behind, *self._partitions(ahead),
         ]
 
     @staticmethod

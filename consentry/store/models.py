@@ -781,9 +781,13 @@ class LawEnforcementRequest(Base):
     disclosed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
+LAST_RUN_PREFIX = "job:"  # maintenance_runs: a periodic job's last run, by name
+
+
 class MaintenanceRun(Base):
     """A one-off job that has run to the end (sealing what older versions kept in the
-    clear), so it is not run again at every start."""
+    clear), so it is not run again at every start; and, named ``job:<name>``, the last
+    time each periodic job ran to the end (``consentry.jobs.remembered``)."""
 
     __tablename__ = "maintenance_runs"
 

@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
 from consentry.access import Scope, create_api_key
 from consentry.api.app import create_app
@@ -31,6 +31,7 @@ from consentry.store.models import (
     CyberTipReport,
     DsaStatement,
     EvidenceKey,
+    MaintenanceRun,
     RemovalJob,
 )
 from consentry.store.partitions import ensure_partitions
@@ -192,6 +193,9 @@ def test_the_backlog_shows_the_rows_waiting(client, gate, clock):
             CyberTipReport(key="r1", status="draft", created_at=now, updated_at=now),
             CyberTipReport(key="r2", status="confirmed", created_at=now, updated_at=now),
         ])
+        # The app's worker may have run the periodic jobs at start: this one, 20 min ago.
+        s.merge(MaintenanceRun(name="job:analytics.export",
+                               done_at=now - timedelta(minutes=20), count=3))
     scraper = create_api_key(gate.db, "prometheus", [Scope.METRICS])[1]
     got = samples(client.get("/metrics", headers=bearer(scraper)).text)
 
@@ -209,6 +213,14 @@ def test_the_backlog_shows_the_rows_waiting(client, gate, clock):
     assert value("consentry_job_lag_seconds", job="removal_callback") == pytest.approx(600, abs=5)
     assert value("consentry_job_lag_seconds", job="dsa_statement") == pytest.approx(7200, abs=5)
     assert value("consentry_index_changes_behind", index="bank") == 0
+    # An export that stopped succeeding shows before the reports it feeds go stale.
+    assert value("consentry_job_last_success_seconds", job="analytics.export") \
+        == pytest.approx(1200, abs=5)
+    jobs = {dict(k[1])["job"] for k in got if k[0] == "consentry_job_last_success_seconds"}
+    with gate.db.transaction() as s:
+        one_offs = set(s.scalars(select(MaintenanceRun.name).where(
+            ~MaintenanceRun.name.startswith("job:"))))
+    assert one_offs and not jobs & one_offs  # a one-off pass (sealing at start) is not a job
 
 
 def test_a_missing_partition_of_checks_shows_before_checks_pile_up_in_the_default(

@@ -17,6 +17,7 @@ from consentry.banks.registry import BankRegistry, ExchangeImport
 from consentry.config import Settings
 from consentry.errors import ConfigurationError
 from consentry.jobs import SCHEDULE, worker_services
+from consentry.store.models import MaintenanceRun
 
 VICTIM = "f" * 16 + "0" * 16 + "a5" * 16
 LATER = "0123456789abcdef" * 4
@@ -99,6 +100,14 @@ def test_the_job_engine_runs_the_sync_on_its_schedule(db, database_url, tmp_path
     try:
         stopncii_server.put(VICTIM)
         assert services.jobs.run("exchanges.sync") == 1
+        with db.transaction() as s:
+            first = s.get(MaintenanceRun, "job:exchanges.sync")
+            assert first is not None and first.count == 1  # when it last succeeded, for /metrics
         assert services.jobs.run("exchanges.sync") == 0  # caught up: nothing twice
+        services.jobs.run("removals.dispatch")
+        with db.transaction() as s:
+            again = s.get(MaintenanceRun, "job:exchanges.sync")
+            assert again is not None and again.count == 0 and again.done_at >= first.done_at
+            assert s.get(MaintenanceRun, "job:removals.dispatch") is None  # every round: not
     finally:
         services.close()
