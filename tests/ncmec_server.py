@@ -11,6 +11,7 @@ import base64
 import hashlib
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -53,6 +54,7 @@ class NcmecServer:
     calls: list[tuple[str, str | None]] = field(default_factory=list)  # (endpoint, report id)
     reports: dict[str, ReceivedReport] = field(default_factory=dict)
     auth_failures: int = 0
+    upload_hook: Callable[[], None] | None = None  # runs before an upload is handled
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(4564654))
     _files: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -116,6 +118,8 @@ class NcmecServer:
 
     def handle(self, method: str, endpoint: str, headers: dict[str, str],
                body: bytes) -> tuple[int, bytes] | None:
+        if endpoint == "/upload" and (hook := self.upload_hook) is not None:
+            hook()  # outside the lock: a slow upload holds up nobody else
         with self._lock:
             if not self._authorised(headers.get("Authorization", "")):
                 self.auth_failures += 1

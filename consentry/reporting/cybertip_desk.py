@@ -18,12 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from consentry import audit
@@ -53,6 +55,10 @@ _log = logging.getLogger(__name__)
 
 REPORTED_CLAUSES: Final = ("CS-1", "KM-1")
 MIN_RATIONALE_WORDS: Final = 3
+
+
+# The advisory lock one CyberTipline sender holds across the fleet (an arbitrary constant).
+_SENDER_LOCK: Final = 0x43595442  # "CYTB"
 
 
 class ReportGone(NotFound):
@@ -94,6 +100,7 @@ class CyberTipDesk:
         self.settings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
         self._tipline = tipline
+        self._sending = threading.Lock()
 
     # -- drafting ---------------------------------------------------------------------
 
@@ -180,10 +187,35 @@ class CyberTipDesk:
                                     st.cybertip_password)
 
     def send_confirmed(self) -> int:
-        """Send every confirmed report (resuming any half-sent one); how many finished."""
+        """Send every confirmed report (resuming any half-sent one); how many finished.
+        One sender at a time: a call while another sends (this process's job thread, or
+        another replica's on PostgreSQL) returns 0 and leaves the reports to it."""
         connection = self.configured()
         if connection is None:
             return 0  # drafted and confirmed; they wait for the CyberTipline's settings
+        with self._one_sender() as alone:
+            return self._send_all(connection) if alone else 0
+
+    @contextmanager
+    def _one_sender(self) -> Iterator[bool]:
+        # Two senders of one report would each see the other's upload in progress with no
+        # answer yet, take it for a lost one, and retract the report at NCMEC. Reports
+        # are few, so the whole send is exclusive: a thread lock in this process and, on
+        # PostgreSQL, a transaction-level advisory lock across the fleet, released when
+        # the transaction ends (or its connection drops, if the process dies).
+        if not self._sending.acquire(blocking=False):
+            yield False
+            return
+        try:
+            if self.db.engine.dialect.name != "postgresql":
+                yield True  # SQLite: one process runs the jobs (docs/cybertipline.md)
+                return
+            with self.db.engine.begin() as held:
+                yield bool(held.scalar(select(func.pg_try_advisory_xact_lock(_SENDER_LOCK))))
+        finally:
+            self._sending.release()
+
+    def _send_all(self, connection: CyberTiplineSettings) -> int:
         with self.db.transaction() as s:
             ids = list(s.scalars(select(ReportRow.id).where(ReportRow.status == "confirmed")
                                  .order_by(ReportRow.id)))

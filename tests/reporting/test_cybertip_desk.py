@@ -56,3 +56,53 @@ def test_a_report_with_many_long_prompts_is_cut_to_fit_and_sent_once_confirmed(
     validate(received.xml, "report")
     assert b"attempt 00" in received.xml and b"attempt 11" not in received.xml
     assert desk.report(draft.id).status == "sent"
+
+
+def test_two_senders_at_once_send_a_report_once_and_never_retract_it(
+        db, clock, tmp_path, ncmec, photos):
+    """The job thread and a second sender (a direct call here; another replica on
+    PostgreSQL) must not both send: each would take the other's upload in progress for
+    a lost one and retract the report at NCMEC."""
+    import threading
+
+    from consentry.store import Database
+
+    desks = [_desk(db, clock, tmp_path, ncmec)]
+    replica = None
+    if db.engine.dialect.name == "postgresql":  # a second replica: its own connections
+        replica = Database(db.url)
+        desks.append(_desk(replica, clock, tmp_path, ncmec))
+    with db.transaction() as s:
+        desks[0].vault.seal(s, subject_kind="check", subject="chk_1",
+                            content=photos["astronaut"],
+                            metadata={"prompt": "a child, undressed", "check": "chk_1",
+                                      "at": clock().isoformat()},
+                            clause="CS-1", account_id="offender-2", content_sha256="ab" * 32)
+    assert desks[0].draft_pending() == 1
+    [draft] = desks[0].reports(status="draft")
+    desks[0].confirm(draft.id, actor="user:3:cara", classification="A1",
+                     rationale="a child sexualised, confirmed")
+    uploading, release = threading.Event(), threading.Event()
+    upload = ncmec.upload_hook
+
+    def slow_upload() -> None:  # the first sender is mid-upload while the others try
+        uploading.set()
+        release.wait(10)
+
+    ncmec.upload_hook = slow_upload
+    sent: list[int] = []
+    first = threading.Thread(target=lambda: sent.append(desks[0].send_confirmed()))
+    first.start()
+    try:
+        assert uploading.wait(10)
+        ncmec.upload_hook = upload
+        for desk in desks:  # the same process's other thread, and the other replica
+            assert desk.send_confirmed() == 0
+    finally:
+        release.set()
+        first.join(30)
+        if replica is not None:
+            replica.dispose()
+    assert sent == [1]
+    assert ncmec.endpoints() == ["submit", "upload", "fileinfo", "finish"]  # no retract
+    assert desks[0].report(draft.id).status == "sent"
