@@ -97,11 +97,10 @@ def export_recent(db: Database, engine: ClickHouse, now: datetime, *,
     """Copy the checks recorded since the engine's latest, less ``overlap`` (a check
     committed late by a slow transaction, or stamped by a replica whose clock lags), and
     every check the first time; how many were sent. Run on a schedule; safe to repeat."""
-    create_tables(engine)
-    [(latest,)] = engine.rows(f"SELECT max(created_at) FROM {engine.database}.{CHECKS_TABLE}")
-    if latest is None or _utc(latest).year <= 1970:  # an empty table's max is the epoch
+    since = covered_until(engine, overlap=overlap)
+    if since is None:
         return export_checks(db, engine)
-    return export_checks(db, engine, Window(_utc(latest) - overlap, now + timedelta(days=1)))
+    return export_checks(db, engine, Window(since, now + timedelta(days=1)))
 
 
 def covered_until(engine: ClickHouse, *, overlap: timedelta = EXPORT_OVERLAP
@@ -114,12 +113,6 @@ def covered_until(engine: ClickHouse, *, overlap: timedelta = EXPORT_OVERLAP
     if latest is None or _utc(latest).year <= 1970:  # an empty table's max is the epoch
         return None
     return _utc(latest) - overlap
-
-
-def covers(engine: ClickHouse, end: datetime, *, overlap: timedelta = EXPORT_OVERLAP) -> bool:
-    """Whether the engine holds every check created before ``end``."""
-    until = covered_until(engine, overlap=overlap)
-    return until is not None and until >= _utc(end)
 
 
 def _utc(at: datetime) -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -253,13 +254,12 @@ def _added(first: CheckFigures, second: CheckFigures) -> CheckFigures:
     for f in (*first[0], *second[0]):
         a, r, h = surfaces.get(f.surface, (0, 0, 0))
         surfaces[f.surface] = (a + f.attempts, r + f.refused, h + f.held_for_review)
-    refusals: dict[tuple[str, str, str], int] = {}
+    refusals: Counter[tuple[str, str, str]] = Counter()
     for g in (*first[1], *second[1]):
-        key = (g.surface, g.clause, g.language)
-        refusals[key] = refusals.get(key, 0) + g.refused
-    matches: dict[tuple[str, str], int] = {}
+        refusals[(g.surface, g.clause, g.language)] += g.refused
+    matches: Counter[tuple[str, str]] = Counter()
     for m in (*first[2], *second[2]):
-        matches[(m.bank, m.source)] = matches.get((m.bank, m.source), 0) + m.uploads
+        matches[(m.bank, m.source)] += m.uploads
     return (_surface_figures(surfaces),
             [RefusalFigures(surface=k, clause=c, language=lang, refused=n)
              for (k, c, lang), n in sorted(refusals.items())],
