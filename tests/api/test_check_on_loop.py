@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
+from polling import wait_until
 from postgres_schema import POSTGRES_URL, postgres_schema
 from sqlalchemy import func, select, text
 
@@ -37,13 +38,6 @@ def check(client: TestClient, prompt: str, **fields: str):
     key = fields.pop("key", None)
     return client.post("/v1/check/generation", json={"prompt": prompt, **fields},
                        headers={"Idempotency-Key": key} if key else {})
-
-
-def wait_until(condition, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def recorded(db, check_id: str) -> bool:
@@ -104,11 +98,12 @@ def test_a_retry_is_answered_from_the_record_and_a_reused_key_is_a_conflict(clie
 def test_a_writer_that_cannot_keep_up_fails_requests_closed(client, batched, db):
     check(client, "a warm-up, so that no check waits for the models")
     release = threading.Event()
-    stuck = BatchWriter(db, max_batch=1, capacity=1, timeout_s=0.5)
+    # Long enough that /healthz is asked while the check still waits, on a slow machine too.
+    stuck = BatchWriter(db, max_batch=1, capacity=1, timeout_s=3.0)
     batched._batch = stuck
 
     def slow(_s):
-        release.wait(10)
+        release.wait(60)
         return None
 
     try:

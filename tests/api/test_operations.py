@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
+from polling import wait_until
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, text, update
@@ -193,7 +194,14 @@ def test_the_backlog_shows_the_rows_waiting(client, gate, clock):
             CyberTipReport(key="r1", status="draft", created_at=now, updated_at=now),
             CyberTipReport(key="r2", status="confirmed", created_at=now, updated_at=now),
         ])
-        # The app's worker may have run the periodic jobs at start: this one, 20 min ago.
+    # The app's worker runs the periodic jobs once at start (then hourly): wait for that
+    # run, or it would overwrite the last success this test sets to 20 minutes ago.
+    def exported() -> bool:
+        with gate.db.transaction() as s:
+            return s.get(MaintenanceRun, "job:analytics.export") is not None
+
+    wait_until(exported, 30.0, "the worker's first analytics export")
+    with gate.db.transaction() as s:
         s.merge(MaintenanceRun(name="job:analytics.export",
                                done_at=now - timedelta(minutes=20), count=3))
     scraper = create_api_key(gate.db, "prometheus", [Scope.METRICS])[1]

@@ -9,7 +9,6 @@ reach the reports."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -20,6 +19,7 @@ from ncmec_server import PASSWORD as NCMEC_PASSWORD
 from ncmec_server import USERNAME as NCMEC_USERNAME
 from ncmec_server import NcmecServer
 from playwright.sync_api import expect
+from polling import wait_until
 
 from consentry.audit.verify import verify
 from consentry.banks.services import entry_hashes
@@ -83,15 +83,9 @@ def test_a_known_abuse_upload_becomes_a_confirmed_cybertipline_report(browser, s
     page.get_by_role("button", name="Confirm: report to NCMEC").click()
     expect(page.locator("#report-status")).to_have_text("confirmed")
 
-    def wait_until(condition, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert time.monotonic() < deadline, "the report was not sent"
-            time.sleep(0.1)
-
     # Sent by this call or by the app's job thread, whichever comes first; never both.
     desk.send_confirmed()
-    wait_until(lambda: desk.report(draft.id).status == "sent")
+    wait_until(lambda: desk.report(draft.id).status == "sent", 30.0, "the report to be sent")
     assert ncmec.endpoints() == ["submit", "upload", "fileinfo", "finish"]
     [received] = ncmec.finished_reports()
     validate(received.xml, "report")
