@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consentry import audit
@@ -58,7 +58,7 @@ MIN_RATIONALE_WORDS: Final = 3
 
 
 # The advisory lock one CyberTipline sender holds across the fleet (an arbitrary constant).
-_SENDER_LOCK: Final = 0x43595442  # "CYTB"
+_SENDER_LOCK: Final = "cybertip-sender"
 
 
 class ReportGone(NotFound):
@@ -200,18 +200,15 @@ class CyberTipDesk:
     def _one_sender(self) -> Iterator[bool]:
         # Two senders of one report would each see the other's upload in progress with no
         # answer yet, take it for a lost one, and retract the report at NCMEC. Reports
-        # are few, so the whole send is exclusive: a thread lock in this process and, on
-        # PostgreSQL, a transaction-level advisory lock across the fleet, released when
-        # the transaction ends (or its connection drops, if the process dies).
+        # are few, so the whole send is exclusive: a thread lock in this process, and the
+        # database's lock across every process that shares it (replicas and workers on
+        # PostgreSQL, ``serve --workers N`` on one SQLite file), freed if its holder dies.
         if not self._sending.acquire(blocking=False):
             yield False
             return
         try:
-            if self.db.engine.dialect.name != "postgresql":
-                yield True  # SQLite: one process runs the jobs (docs/cybertipline.md)
-                return
-            with self.db.engine.begin() as held:
-                yield bool(held.scalar(select(func.pg_try_advisory_xact_lock(_SENDER_LOCK))))
+            with self.db.exclusive(_SENDER_LOCK) as alone:
+                yield alone
         finally:
             self._sending.release()
 

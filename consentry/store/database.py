@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -212,6 +214,37 @@ class Database:
         statement that runs past the read timeout raises ``OperationalError``."""
         with self._reads.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             yield conn
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this caller alone holds ``name`` among every process that shares this
+        database, for the ``with`` block; never waits (False: another holds it). The lock
+        goes with its holder, so a process that dies frees it. On PostgreSQL, an advisory
+        lock of a transaction held open for the block (a connection from the pool); on a
+        SQLite file, ``flock`` on a file beside it (SQLite serves one host); an in-memory
+        SQLite database lives in one process, where the caller keeps its threads apart.
+        Not re-entrant across threads: keep a thread lock in front of it."""
+        if self.engine.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            with self.engine.begin() as held:
+                yield bool(held.scalar(select(func.pg_try_advisory_xact_lock(key))))
+            return
+        path = self.engine.url.database
+        if not path or path == ":memory:" or path.startswith("file::memory:"):
+            yield True
+            return
+        with open(f"{path}.{name}.lock", "a+b") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held = False
+            else:
+                held = True
+            try:
+                yield held
+            finally:
+                if held:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -60,18 +60,16 @@ def test_a_report_with_many_long_prompts_is_cut_to_fit_and_sent_once_confirmed(
 
 def test_two_senders_at_once_send_a_report_once_and_never_retract_it(
         db, clock, tmp_path, ncmec, photos):
-    """The job thread and a second sender (a direct call here; another replica on
-    PostgreSQL) must not both send: each would take the other's upload in progress for
-    a lost one and retract the report at NCMEC."""
+    """The job thread and a second sender (a direct call here; another replica or
+    server process on the same database) must not both send: each would take the other's
+    upload in progress for a lost one and retract the report at NCMEC."""
     import threading
 
     from consentry.store import Database
 
-    desks = [_desk(db, clock, tmp_path, ncmec)]
-    replica = None
-    if db.engine.dialect.name == "postgresql":  # a second replica: its own connections
-        replica = Database(db.url)
-        desks.append(_desk(replica, clock, tmp_path, ncmec))
+    # A second process's desk: its own connections, its own lock on the SQLite file.
+    replica = Database(db.url)
+    desks = [_desk(db, clock, tmp_path, ncmec), _desk(replica, clock, tmp_path, ncmec)]
     with db.transaction() as s:
         desks[0].vault.seal(s, subject_kind="check", subject="chk_1",
                             content=photos["astronaut"],
@@ -101,8 +99,7 @@ def test_two_senders_at_once_send_a_report_once_and_never_retract_it(
     finally:
         release.set()
         first.join(30)
-        if replica is not None:
-            replica.dispose()
+        replica.dispose()
     assert sent == [1]
     assert ncmec.endpoints() == ["submit", "upload", "fileinfo", "finish"]  # no retract
     assert desks[0].report(draft.id).status == "sent"

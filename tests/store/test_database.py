@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -166,3 +169,35 @@ def test_a_database_host_that_never_answers_fails_the_connection_after_its_timeo
             assert 1.5 < time.monotonic() - started < 10.0
         finally:
             db.dispose()
+
+
+def test_a_lock_is_held_by_one_process_at_a_time_and_freed_when_its_holder_dies(
+        db: Database):
+    """``exclusive`` keeps apart every process that shares the database (replicas on
+    PostgreSQL, ``serve --workers N`` on one SQLite file), and a holder killed with
+    kill -9 does not leave the lock held for ever."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from consentry.store import Database
+            with Database({db.url!r}).exclusive("sender") as alone:
+                print("held" if alone else "refused", flush=True)
+                time.sleep(120)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with db.exclusive("sender") as alone:
+            assert not alone  # the other process holds it
+        with db.exclusive("another") as alone:
+            assert alone  # a lock of another name is free
+    finally:
+        holder.kill()
+        holder.wait(30)
+    other = Database(db.url)
+    try:
+        with db.exclusive("sender") as alone, other.exclusive("sender") as second:
+            assert alone and not second  # a second holder in this process waits its turn too
+    finally:
+        other.dispose()
+    with db.exclusive("sender") as alone:
+        assert alone  # released at the end of the block
