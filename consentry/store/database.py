@@ -237,13 +237,13 @@ class Database:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                held = False
+                alone = False
             else:
-                held = True
+                alone = True
             try:
-                yield held
+                yield alone
             finally:
-                if held:
+                if alone:
                     fcntl.flock(lock, fcntl.LOCK_UN)
 
     def dispose(self) -> None:
