@@ -10,15 +10,17 @@ install: $(STAMP)
 
 # Debian packages the tests need: chromium for the browser tests (driven by Playwright
 # through executable_path; Playwright downloads no browser of its own), and jq, which the
-# documented examples use (tests/test_docs.py runs them).
+# documented examples use (tests/test_docs.py runs them), and pgbouncer, the connection
+# pooler tests/store/test_pgbouncer.py puts in front of PostgreSQL (it starts its own).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@{ command -v chromium && command -v jq; } >/dev/null 2>&1 || { \
-	  $(SUDO) apt-get update -qq && \
+	@{ command -v chromium && command -v jq && test -x /usr/sbin/pgbouncer; } >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	    chromium fonts-dejavu-core jq libgl1 libglib2.0-0 >/dev/null; }
+	    chromium fonts-dejavu-core jq libgl1 libglib2.0-0 pgbouncer >/dev/null; }
 	@chromium --version
 	@jq --version
+	@/usr/sbin/pgbouncer --version | head -1
 
 # What only the benchmarks need: wrk, the HTTP load tool bench/bench_http.py drives.
 bench-deps:

@@ -44,6 +44,9 @@ class Settings:
     # gives up after database_connect_timeout_s (docs/operations.md).
     database_read_timeout_s: float = 2.0
     database_connect_timeout_s: float = 5.0
+    # Behind PgBouncer in transaction mode: the same database for those reads, through a
+    # pool whose server connections bound statements themselves (docs/operations.md).
+    database_read_url: str | None = None
     policy_path: Path | None = None  # None: the packaged default policy
     # SX-1 is configurable: a platform with age-verified adult users may allow explicit
     # content of fictional adults (with a label). Default: block.
@@ -190,6 +193,13 @@ class Settings:
             # libpq counts whole seconds and treats anything under 2 as 2
             raise ConfigurationError("CONSENTRY_DATABASE_CONNECT_TIMEOUT_S must be from 2 to "
                                      f"600 seconds, got {self.database_connect_timeout_s!r}")
+        if self.database_read_url is not None and not (
+                self.database_read_url.startswith("postgresql")
+                and self.resolved_database_url.startswith("postgresql")):
+            # Never echo either URL: they may carry passwords.
+            raise ConfigurationError("CONSENTRY_DATABASE_READ_URL is a second way to the "
+                                     "PostgreSQL database of CONSENTRY_DATABASE_URL (behind a "
+                                     "pooler); both must be postgresql:// URLs")
         if self.read_watermark not in WATERMARK_READS:
             raise ConfigurationError("CONSENTRY_READ_WATERMARK must be one of "
                                      f"{', '.join(WATERMARK_READS)}, got {self.read_watermark!r}")
@@ -243,6 +253,7 @@ class Settings:
             database_read_timeout_s=_number(env, "CONSENTRY_DATABASE_READ_TIMEOUT_S", 2.0),
             database_connect_timeout_s=_number(env, "CONSENTRY_DATABASE_CONNECT_TIMEOUT_S",
                                                5.0),
+            database_read_url=env.get("CONSENTRY_DATABASE_READ_URL") or None,
             policy_path=Path(policy) if policy else None,
             allow_adult_content=env.get("CONSENTRY_ALLOW_ADULT_CONTENT", "").lower()
             in {"1", "true", "yes"},

@@ -96,3 +96,15 @@ def test_database_timeouts_are_read_and_checked(monkeypatch):
     monkeypatch.setenv("CONSENTRY_DATABASE_CONNECT_TIMEOUT_S", "1")  # libpq would make it 2
     with pytest.raises(ValueError, match="CONSENTRY_DATABASE_CONNECT_TIMEOUT_S must be from 2"):
         Settings.from_env()
+
+
+def test_a_read_url_is_a_second_way_to_the_same_postgresql(monkeypatch):
+    assert Settings.from_env().database_read_url is None
+    monkeypatch.setenv("CONSENTRY_DATABASE_URL", "postgresql+psycopg://app:pw@db/consentry")
+    monkeypatch.setenv("CONSENTRY_DATABASE_READ_URL",
+                       "postgresql+psycopg://app:pw@pgbouncer:6432/consentry_reads")
+    assert Settings.from_env().database_read_url.endswith("/consentry_reads")
+    monkeypatch.setenv("CONSENTRY_DATABASE_URL", "sqlite:////tmp/c.db")
+    with pytest.raises(ValueError, match="both must be postgresql") as refused:
+        Settings.from_env()
+    assert "pw" not in str(refused.value)  # a password is never echoed

@@ -65,6 +65,16 @@ def make_engine(url: str, *, pool_size: int = 20, connect_timeout_s: float = 5.0
         # libpq counts whole seconds; without it a host that drops packets holds the
         # connecting thread (on the event loop, the replica) for the kernel's minutes.
         connect_args["connect_timeout"] = max(2, round(connect_timeout_s))
+    if postgres and statement_timeout_s is not None:
+        # A startup option, not a SET once connected: behind PgBouncer in transaction
+        # mode a SET would stay on the server connection and cancel other clients'
+        # transactions (a batch, a report) after the read timeout. PgBouncer refuses the
+        # option outright instead; such a fleet sets CONSENTRY_DATABASE_READ_URL.
+        milliseconds = max(1, round(statement_timeout_s * 1000))
+        options = parsed.query.get("options", "")
+        connect_args["options"] = " ".join(
+            [*([options] if isinstance(options, str) and options else []),
+             f"-c statement_timeout={milliseconds}"])
     # A request that finds the pool empty opens a connection and closes it afterwards
     # (overflow): under load that churn cost a fifth of a replica's CPU, so the pool
     # keeps as many connections as a replica runs requests at once.
@@ -72,22 +82,7 @@ def make_engine(url: str, *, pool_size: int = 20, connect_timeout_s: float = 5.0
                            connect_args=connect_args)
     event.listen(engine, "checkin", _returned)
     event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
-    if postgres and statement_timeout_s is not None:
-        event.listen(engine, "connect", _statement_timeout(statement_timeout_s))
     return engine
-
-
-def _statement_timeout(seconds: float) -> Callable[..., None]:
-    milliseconds = max(1, round(seconds * 1000))
-
-    def connect(dbapi_connection, _record) -> None:
-        # Once per connection, not per statement: the server cancels any statement of
-        # this session that runs longer (a lock it queues behind, an overloaded server).
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"SET statement_timeout = {milliseconds}")
-        cursor.close()
-        dbapi_connection.commit()  # a SET rolled back would be undone
-    return connect
 
 
 # A connection that sat idle in the pool may have been closed by the server (a restart, a
@@ -172,7 +167,7 @@ class Database:
     """The store's entry point: one engine, short transactions."""
 
     def __init__(self, url: str, *, pool_size: int = 20, read_timeout_s: float = 2.0,
-                 connect_timeout_s: float = 5.0) -> None:
+                 connect_timeout_s: float = 5.0, read_url: str | None = None) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size, connect_timeout_s=connect_timeout_s)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -180,17 +175,23 @@ class Database:
         # cancels after ``read_timeout_s``: one runs on the event loop for a text check,
         # and a database that stopped answering must fail that request (503), not stall
         # the replica. Transactions (a batch, a migration, a report) are not bounded.
-        # SQLite reads in WAL mode wait for no writer: they share the one engine.
-        self._reads = (self.engine if url.startswith("sqlite") else make_engine(
-            url, pool_size=pool_size, connect_timeout_s=connect_timeout_s,
-            statement_timeout_s=read_timeout_s))
+        # ``read_url`` (behind a pooler) reaches the same database with the timeout set
+        # there, by the pooler or the role (docs/operations.md). SQLite reads in WAL mode
+        # wait for no writer: they share the one engine.
+        if url.startswith("sqlite"):
+            self._reads = self.engine
+        else:
+            self._reads = make_engine(
+                read_url or url, pool_size=pool_size, connect_timeout_s=connect_timeout_s,
+                statement_timeout_s=None if read_url else read_timeout_s)
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
         """The database ``settings`` name (SQLite in the data folder by default)."""
         return cls(settings.resolved_database_url, pool_size=settings.database_pool,
                    read_timeout_s=settings.database_read_timeout_s,
-                   connect_timeout_s=settings.database_connect_timeout_s)
+                   connect_timeout_s=settings.database_connect_timeout_s,
+                   read_url=settings.database_read_url)
 
     def migrate(self) -> None:
         migrate(self.engine)
@@ -245,6 +246,12 @@ class Database:
             finally:
                 if alone:
                     fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def can_read(self) -> None:
+        """Raise unless ``reading`` answers: its pool may reach the database another way
+        (``read_url``), and a pooler that refuses it must show before a request does."""
+        with self.reading() as conn:
+            conn.execute(select(1))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -71,6 +71,7 @@ class ReadinessProbe:
             if self.gate.db.schema_state() == "behind":
                 yield "schema_behind_code"
                 return
+            self.gate.db.can_read()  # the hot-path pool too: it may go another way
         except Exception:
             log.warning("readiness: the database cannot be read", exc_info=True)
             yield "database_unreachable"
