@@ -20,6 +20,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consentry.config import Settings
+from consentry.store.watchdog import ReadWatchdog
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -45,11 +46,13 @@ def _begin_immediate(connection) -> None:
 
 
 def make_engine(url: str, *, pool_size: int = 20, connect_timeout_s: float = 5.0,
-                statement_timeout_s: float | None = None) -> Engine:
+                statement_timeout_s: float | None = None,
+                watchdog: ReadWatchdog | None = None) -> Engine:
     """Create an engine; for SQLite, create the folder and turn on WAL. ``pool_size``:
     connections kept open to a server database, as many again opened under bursts.
     ``connect_timeout_s`` bounds opening a PostgreSQL connection (unless the URL sets
-    ``connect_timeout``); ``statement_timeout_s``, each of its statements."""
+    ``connect_timeout``); ``statement_timeout_s``, each of its statements; ``watchdog``,
+    the ping that checks a connection idle in the pool."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -81,7 +84,7 @@ def make_engine(url: str, *, pool_size: int = 20, connect_timeout_s: float = 5.0
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
                            connect_args=connect_args)
     event.listen(engine, "checkin", _returned)
-    event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
+    event.listen(engine, "checkout", _ping_if_idle(engine.dialect, watchdog))
     return engine
 
 
@@ -98,13 +101,17 @@ def _returned(_dbapi_connection, record) -> None:
         record.info["returned_at"] = time.monotonic()
 
 
-def _ping_if_idle(dialect: Dialect) -> Callable[..., None]:
+def _ping_if_idle(dialect: Dialect, watchdog: ReadWatchdog | None) -> Callable[..., None]:
     def checkout(dbapi_connection, record, _proxy) -> None:
         returned = record.info.get("returned_at")
         if returned is None or time.monotonic() - returned < IDLE_PING_S:
             return  # just opened, or in use moments ago
         try:
-            dialect.do_ping(dbapi_connection)
+            if watchdog is None:
+                dialect.do_ping(dbapi_connection)
+            else:
+                with watchdog.watching(dbapi_connection.fileno()):
+                    dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as exc:
             # The pool discards this connection and checks out (or opens) another.
             raise DisconnectionError("a pooled connection was closed by the server") from exc
@@ -178,12 +185,17 @@ class Database:
         # ``read_url`` (behind a pooler) reaches the same database with the timeout set
         # there, by the pooler or the role (docs/operations.md). SQLite reads in WAL mode
         # wait for no writer: they share the one engine.
+        self._watchdog: ReadWatchdog | None = None
         if url.startswith("sqlite"):
             self._reads = self.engine
         else:
+            # A server that froze cancels nothing: the client cuts the read itself, late
+            # enough that a live server's own cancellation always comes first.
+            self._watchdog = ReadWatchdog(max(2 * read_timeout_s, read_timeout_s + 1.0))
             self._reads = make_engine(
                 read_url or url, pool_size=pool_size, connect_timeout_s=connect_timeout_s,
-                statement_timeout_s=None if read_url else read_timeout_s)
+                statement_timeout_s=None if read_url else read_timeout_s,
+                watchdog=self._watchdog)
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
@@ -212,9 +224,15 @@ class Database:
         sees what is committed when it runs, with no BEGIN and COMMIT round trips (and on
         SQLite no write lock). For a read that one statement answers; a read that must
         agree with a write that follows belongs in ``transaction``. On a server database a
-        statement that runs past the read timeout raises ``OperationalError``."""
+        statement that runs past the read timeout raises ``OperationalError``, and so does
+        a block the server has not answered in twice that (``ReadWatchdog``)."""
         with self._reads.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            yield conn
+            driver = conn.connection.driver_connection
+            if self._watchdog is None or driver is None:
+                yield conn
+                return
+            with self._watchdog.watching(driver.fileno()):
+                yield conn
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
@@ -254,5 +272,7 @@ class Database:
             conn.execute(select(1))
 
     def dispose(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
         self.engine.dispose()
         self._reads.dispose()

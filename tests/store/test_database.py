@@ -171,6 +171,53 @@ def test_a_database_host_that_never_answers_fails_the_connection_after_its_timeo
             db.dispose()
 
 
+@pytest.mark.skipif(POSTGRES_URL is None, reason="needs CONSENTRY_TEST_POSTGRES_URL")
+def test_a_server_that_froze_mid_read_is_cut_off_by_the_client_and_the_pool_recovers():
+    """A server that took the statement and stopped (SIGSTOP, a hung host) cancels
+    nothing and libpq never gives up: the client cuts the read itself at twice the read
+    timeout (at least that plus 1 s), and once the server answers again the pool serves
+    reads on fresh connections. A pooled connection's idle ping is bounded the same way."""
+    from freezing_proxy import freezing_proxy
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    import consentry.store.database as database
+
+    with postgres_schema() as url:
+        direct = make_url(url)
+        with freezing_proxy((direct.host or "127.0.0.1", direct.port or 5432)) as proxy:
+            db = Database(direct.set(host="127.0.0.1", port=proxy.port)
+                          .render_as_string(hide_password=False), read_timeout_s=0.5)
+            db.migrate()
+            try:
+                with db.reading() as conn:  # a connection in the pool, in use just now
+                    assert conn.execute(select(Account.id)).all() == []
+                proxy.freeze()
+                started = time.monotonic()
+                with pytest.raises(OperationalError), db.reading() as conn:
+                    conn.execute(select(Account.id)).all()
+                assert 1.3 < time.monotonic() - started < 5.0  # cut at 1.5 s
+                proxy.thaw()
+                with db.reading() as conn:
+                    assert conn.execute(select(Account.id)).all() == []
+                    # a read the server answers within the bound is never cut
+                    assert conn.execute(text("select pg_sleep(0.3), 1")).one()[1] == 1
+                # Idle in the pool past the ping interval, then the server freezes: the
+                # ping is cut, and the connection that replaces it cannot open in time.
+                database.IDLE_PING_S, before = 0.0, database.IDLE_PING_S
+                try:
+                    proxy.freeze()
+                    started = time.monotonic()
+                    with pytest.raises(OperationalError), db.reading() as conn:
+                        conn.execute(select(Account.id)).all()
+                    assert time.monotonic() - started < 15.0
+                finally:
+                    database.IDLE_PING_S = before
+                    proxy.thaw()
+            finally:
+                db.dispose()
+
+
 def test_a_lock_is_held_by_one_process_at_a_time_and_freed_when_its_holder_dies(
         db: Database):
     """``exclusive`` keeps apart every process that shares the database (replicas on
