@@ -18,6 +18,31 @@ from consentry.config import Settings
 from consentry.store import Database
 
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+CLICKHOUSE = ["chdb", "server"]  # embedded, and a server over ClickHouse's HTTP interface
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """chdb serves one data path per process: every test shares it, each in its own
+    ClickHouse database."""
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ClickHouse server reached with clickhouse-connect (tests/clickhouse_server.py)."""
+    from clickhouse_server import clickhouse_server
+
+    with clickhouse_server(tmp_path_factory.mktemp("clickhouse-server")) as url:
+        yield url
+
+
+@pytest.fixture(params=CLICKHOUSE)
+def clickhouse_url(request: pytest.FixtureRequest, chdb_path: Path) -> str:
+    """The analytics engine on each way in turn: embedded (chdb) and a server."""
+    if request.param == "chdb":
+        return f"chdb://{chdb_path}"
+    return str(request.getfixturevalue("clickhouse_server_url"))
 
 
 @pytest.fixture(params=BACKENDS)

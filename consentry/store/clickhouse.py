@@ -29,6 +29,7 @@ class ClickHouse(Protocol):
     """What Consentry asks of the analytics engine."""
 
     database: str
+    url: str  # what it was opened with (CONSENTRY_CLICKHOUSE_URL's form)
 
     def command(self, sql: str) -> None:
         """Run a statement that returns nothing."""
@@ -61,6 +62,7 @@ class EmbeddedClickHouse:
         import chdb
 
         self.path = path or ":memory:"
+        self.url = f"chdb://{path}"
         self.database = quoted_name(database)
         with self._lock:
             conn, users = self._shared.get(self.path, (None, 0))
@@ -108,6 +110,7 @@ class ServerClickHouse:
         import clickhouse_connect
 
         self.database = quoted_name(database)
+        self.url = url
         self._client = clickhouse_connect.get_client(dsn=url)
         self._client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,16 +27,9 @@ pytest.importorskip("chdb")
 RNG = np.random.default_rng(13)
 
 
-@pytest.fixture(scope="session")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """chdb serves one data path per process: every test shares it, each in its own
-    ClickHouse database."""
-    return tmp_path_factory.mktemp("chdb")
-
-
 @pytest.fixture
-def engine(chdb_path: Path) -> Iterator[ClickHouse]:
-    handle = connect_clickhouse(f"chdb://{chdb_path}", f"t_{uuid.uuid4().hex[:12]}")
+def engine(clickhouse_url: str) -> Iterator[ClickHouse]:
+    handle = connect_clickhouse(clickhouse_url, f"t_{uuid.uuid4().hex[:12]}")
     yield handle
     handle.command(f"DROP DATABASE IF EXISTS {handle.database}")
     handle.close()

@@ -19,9 +19,8 @@ pytest.importorskip("chdb")
 
 
 @pytest.fixture
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
-    handle = connect_clickhouse(f"chdb://{tmp_path_factory.mktemp('chdb')}",
-                                f"t_{uuid.uuid4().hex[:12]}")
+def engine(clickhouse_url: str) -> Iterator[ClickHouse]:
+    handle = connect_clickhouse(clickhouse_url, f"t_{uuid.uuid4().hex[:12]}")
     yield handle
     handle.command(f"DROP DATABASE IF EXISTS {handle.database}")
     handle.close()
@@ -99,7 +98,7 @@ def test_the_configured_report_counts_on_the_engine_what_its_export_covers_and_t
         latest = s.scalar(select(func.max(CheckRecord.created_at)))
     _later_check(db, latest - timedelta(minutes=7))  # in the minutes the export may lack
     period = Period(START, latest - timedelta(minutes=5))
-    settings = Settings(data_dir=tmp_path, clickhouse_url=f"chdb://{engine.path}",
+    settings = Settings(data_dir=tmp_path, clickhouse_url=engine.url,
                         clickhouse_database=engine.database)
     assert transparency_report_for(db, period, Settings(data_dir=tmp_path)
                                    ).checks_counted_on == "database"  # none configured
