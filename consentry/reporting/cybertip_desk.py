@@ -57,7 +57,7 @@ REPORTED_CLAUSES: Final = ("CS-1", "KM-1")
 MIN_RATIONALE_WORDS: Final = 3
 
 
-# The advisory lock one CyberTipline sender holds across the fleet (an arbitrary constant).
+# The lock one CyberTipline sender holds across every process sharing the database.
 _SENDER_LOCK: Final = "cybertip-sender"
 
 
