@@ -57,8 +57,11 @@ REPORTED_CLAUSES: Final = ("CS-1", "KM-1")
 MIN_RATIONALE_WORDS: Final = 3
 
 
-# The lock one CyberTipline sender holds across every process sharing the database.
+# The lock one CyberTipline sender holds across every process sharing the database; on
+# PostgreSQL with the advisory lock number of earlier releases, so that replicas of both
+# exclude each other during a rolling upgrade.
 _SENDER_LOCK: Final = "cybertip-sender"
+_SENDER_KEY: Final = 0x43595442  # "CYTB"
 
 
 class ReportGone(NotFound):
@@ -207,7 +210,7 @@ class CyberTipDesk:
             yield False
             return
         try:
-            with self.db.exclusive(_SENDER_LOCK) as alone:
+            with self.db.exclusive(_SENDER_LOCK, key=_SENDER_KEY) as alone:
                 yield alone
         finally:
             self._sending.release()

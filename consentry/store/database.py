@@ -235,16 +235,20 @@ class Database:
                 yield conn
 
     @contextmanager
-    def exclusive(self, name: str) -> Iterator[bool]:
+    def exclusive(self, name: str, *, key: int | None = None) -> Iterator[bool]:
         """Whether this caller alone holds ``name`` among every process that shares this
         database, for the ``with`` block; never waits (False: another holds it). The lock
         goes with its holder, so a process that dies frees it. On PostgreSQL, an advisory
         lock of a transaction held open for the block (a connection from the pool); on a
         SQLite file, ``flock`` on a file beside it (SQLite serves one host); an in-memory
         SQLite database lives in one process, where the caller keeps its threads apart.
-        Not re-entrant across threads: keep a thread lock in front of it."""
+        Not re-entrant across threads: keep a thread lock in front of it. ``key``: the
+        advisory lock's number, where an earlier release used one of its own (old and new
+        replicas must exclude each other during a rolling upgrade); else from ``name``."""
         if self.engine.dialect.name == "postgresql":
-            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            if key is None:
+                key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big",
+                                     signed=True)
             with self.engine.begin() as held:
                 yield bool(held.scalar(select(func.pg_try_advisory_xact_lock(key))))
             return

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from ncmec_server import PASSWORD, USERNAME, NcmecServer
+from postgres_schema import POSTGRES_URL, postgres_schema
 
 from consentry.config import Settings
 from consentry.evidence import Vault, parse_keys
@@ -103,3 +104,40 @@ def test_two_senders_at_once_send_a_report_once_and_never_retract_it(
     assert sent == [1]
     assert ncmec.endpoints() == ["submit", "upload", "fileinfo", "finish"]  # no retract
     assert desks[0].report(draft.id).status == "sent"
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="needs CONSENTRY_TEST_POSTGRES_URL")
+def test_a_replica_of_the_release_before_still_keeps_a_new_sender_out(clock, tmp_path, ncmec,
+                                                                     photos):
+    """During a rolling upgrade old and new replicas send side by side: the new sender
+    takes the advisory lock number the release before took (0x43595442), so a send in
+    progress on an old replica keeps it out."""
+    from sqlalchemy import create_engine, text
+
+    from consentry.store import Database
+
+    with postgres_schema() as url:
+        db = Database(url)
+        db.migrate()
+        old_replica = create_engine(url)
+        try:
+            desk = _desk(db, clock, tmp_path, ncmec)
+            with db.transaction() as s:
+                desk.vault.seal(s, subject_kind="check", subject="chk_1",
+                                content=photos["astronaut"],
+                                metadata={"prompt": "a child, undressed", "check": "chk_1",
+                                          "at": clock().isoformat()},
+                                clause="CS-1", account_id="offender-3",
+                                content_sha256="cd" * 32)
+            desk.draft_pending()
+            [draft] = desk.reports(status="draft")
+            desk.confirm(draft.id, actor="user:3:cara", classification="A1",
+                         rationale="a child sexualised, confirmed")
+            with old_replica.begin() as held:  # the old release's sender, mid-send
+                assert held.scalar(text("SELECT pg_try_advisory_xact_lock(1129927746)"))
+                assert desk.send_confirmed() == 0
+                assert ncmec.endpoints() == []
+            assert desk.send_confirmed() == 1  # the old sender done: the new one sends
+        finally:
+            old_replica.dispose()
+            db.dispose()
