@@ -53,7 +53,6 @@ class ClickHouseHTTP(BaseHTTPRequestHandler):
     engine: object  # the chdb connection, set on the class before serving
     lock = threading.Lock()  # a chdb connection runs one query at a time
     spool: Path
-    requests = 0
 
     def log_message(self, format: str, *args: object) -> None:
         return  # quiet: the test's output is what matters
@@ -91,30 +90,26 @@ class ClickHouseHTTP(BaseHTTPRequestHandler):
         # As ClickHouse reads it: the query parameter, then the body; an INSERT's rows
         # follow its FORMAT clause's line.
         text = (params["query"].encode() + b"\n" + body) if "query" in params else body
-        insert = _INSERT.match(text)
-        data = text[insert.end():] if insert else b""
-        sql = text.decode() if not insert else ""
         output = params.get("default_format", "TabSeparated")
-        found = _FORMAT.search(sql)
+        answer = b""
         try:
             with self.lock:
-                type(self).requests += 1
                 if params.get("database"):
                     self.engine.query(f"USE {params['database']}")  # type: ignore[attr-defined]
-                if insert:
-                    result = self._insert(insert.group(1).decode(), insert.group(2).decode(),
-                                          data)
+                if insert := _INSERT.match(text):
+                    self._insert(insert.group(1).decode(), insert.group(2).decode(),
+                                 text[insert.end():])
                 else:
-                    if found:
+                    sql = text.decode()
+                    if found := _FORMAT.search(sql):
                         output, sql = found.group(1), sql[:found.start()]
-                    result = self.engine.query(sql, output)  # type: ignore[attr-defined]
+                    answer = bytes(self.engine.query(sql, output).bytes())  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - ClickHouse's error, passed on
             self._error(str(exc))
             return
-        self._answer(200, bytes(result.bytes()) if result is not None else b"",
-                     "application/octet-stream", {"X-ClickHouse-Format": output})
+        self._answer(200, answer, "application/octet-stream", {"X-ClickHouse-Format": output})
 
-    def _insert(self, target: str, fmt: str, data: bytes) -> object:
+    def _insert(self, target: str, fmt: str, data: bytes) -> None:
         # chdb takes no request body: the rows go through a file in the input format.
         with tempfile.NamedTemporaryFile(dir=self.spool, suffix=f".{fmt}") as f:
             f.write(data)
@@ -123,7 +118,6 @@ class ClickHouseHTTP(BaseHTTPRequestHandler):
             names = columns.group(1) if columns else "*"
             self.engine.query(  # type: ignore[attr-defined]
                 f"INSERT INTO {target} SELECT {names} FROM file('{f.name}', '{fmt}')")
-        return None
 
     def _error(self, message: str) -> None:
         code = _CODE.search(message)

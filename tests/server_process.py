@@ -22,13 +22,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> float:
-    """Poll ``condition`` until it holds; how long that took (fails after ``timeout_s``)."""
+def wait_for(condition: Callable[[], object], timeout_s: float, what: str, *,
+             every_s: float = 0.2) -> float:
+    """Poll ``condition`` every ``every_s`` until it holds; how long that took (fails
+    after ``timeout_s``)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         if condition():
             return time.monotonic() - started
-        time.sleep(0.2)
+        time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 

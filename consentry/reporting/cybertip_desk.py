@@ -57,8 +57,8 @@ REPORTED_CLAUSES: Final = ("CS-1", "KM-1")
 MIN_RATIONALE_WORDS: Final = 3
 
 
-# The lock one CyberTipline sender holds across every process sharing the database; on
-# PostgreSQL with the advisory lock number of earlier releases, so that replicas of both
+# The lock one CyberTipline sender holds across every process sharing the database. The
+# PostgreSQL advisory lock number is the one earlier releases took: replicas of both
 # exclude each other during a rolling upgrade.
 _SENDER_LOCK: Final = "cybertip-sender"
 _SENDER_KEY: Final = 0x43595442  # "CYTB"
@@ -210,7 +210,7 @@ class CyberTipDesk:
             yield False
             return
         try:
-            with self.db.exclusive(_SENDER_LOCK, key=_SENDER_KEY) as alone:
+            with self.db.exclusive(_SENDER_LOCK, _SENDER_KEY) as alone:
                 yield alone
         finally:
             self._sending.release()

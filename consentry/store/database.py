@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -235,20 +234,17 @@ class Database:
                 yield conn
 
     @contextmanager
-    def exclusive(self, name: str, *, key: int | None = None) -> Iterator[bool]:
-        """Whether this caller alone holds ``name`` among every process that shares this
-        database, for the ``with`` block; never waits (False: another holds it). The lock
-        goes with its holder, so a process that dies frees it. On PostgreSQL, an advisory
-        lock of a transaction held open for the block (a connection from the pool); on a
-        SQLite file, ``flock`` on a file beside it (SQLite serves one host); an in-memory
-        SQLite database lives in one process, where the caller keeps its threads apart.
-        Not re-entrant across threads: keep a thread lock in front of it. ``key``: the
-        advisory lock's number, where an earlier release used one of its own (old and new
-        replicas must exclude each other during a rolling upgrade); else from ``name``."""
+    def exclusive(self, name: str, key: int) -> Iterator[bool]:
+        """Whether this caller alone holds the lock ``name`` among every process that
+        shares this database, for the ``with`` block; never waits (False: another holds
+        it). The lock goes with its holder, so a process that dies frees it. On
+        PostgreSQL, the advisory lock ``key`` of a transaction held open for the block
+        (keep a key once released: old and new replicas must exclude each other during a
+        rolling upgrade); on a SQLite file, ``flock`` on the file ``<database>.<name>.lock``
+        (SQLite serves one host); an in-memory SQLite database lives in one process, where
+        the caller keeps its threads apart. Not re-entrant across threads: keep a thread
+        lock in front of it."""
         if self.engine.dialect.name == "postgresql":
-            if key is None:
-                key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big",
-                                     signed=True)
             with self.engine.begin() as held:
                 yield bool(held.scalar(select(func.pg_try_advisory_xact_lock(key))))
             return
@@ -256,18 +252,13 @@ class Database:
         if not path or path == ":memory:" or path.startswith("file::memory:"):
             yield True
             return
-        with open(f"{path}.{name}.lock", "a+b") as lock:
+        with open(f"{path}.{name}.lock", "a+b") as lock:  # closing it releases the lock
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
             except BlockingIOError:
                 alone = False
-            else:
-                alone = True
-            try:
-                yield alone
-            finally:
-                if alone:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+            yield alone
 
     def can_read(self) -> None:
         """Raise unless ``reading`` answers: its pool may reach the database another way

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
-from polling import wait_until
 from postgres_schema import POSTGRES_URL, postgres_schema
+from server_process import wait_for
 from sqlalchemy import func, select, text
 
 from consentry.access import Scope, create_api_key
@@ -110,10 +110,10 @@ def test_a_writer_that_cannot_keep_up_fails_requests_closed(client, batched, db)
         # The writer holds one batch that does not commit: a check queued behind it is
         # not answered in time, and meanwhile the event loop still answers others.
         stuck.submit(slow)
-        wait_until(lambda: stuck.stats.queued == 0)  # the writer holds it
+        wait_for(lambda: stuck.stats.queued == 0, 5.0, "the writer to hold it", every_s=0.01)
         with ThreadPoolExecutor(max_workers=1) as pool:
             waiting = pool.submit(check, client, "a teapot on a shelf", account="acct-s")
-            wait_until(lambda: stuck.stats.queued == 1)
+            wait_for(lambda: stuck.stats.queued == 1, 5.0, "the check to queue", every_s=0.01)
             assert client.get("/healthz").status_code == 200
             assert not waiting.done()  # the loop answered while the check waited
             slow_commit = waiting.result()

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
-from polling import wait_until
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from server_process import wait_for
 from sqlalchemy import select, text, update
 
 from consentry.access import Scope, create_api_key
@@ -200,7 +200,7 @@ def test_the_backlog_shows_the_rows_waiting(client, gate, clock):
         with gate.db.transaction() as s:
             return s.get(MaintenanceRun, "job:analytics.export") is not None
 
-    wait_until(exported, 30.0, "the worker's first analytics export")
+    wait_for(exported, 30.0, "the worker's first analytics export")
     with gate.db.transaction() as s:
         s.merge(MaintenanceRun(name="job:analytics.export",
                                done_at=now - timedelta(minutes=20), count=3))

@@ -35,6 +35,21 @@ def _desk(db, clock, tmp_path, ncmec: NcmecServer) -> CyberTipDesk:
     return CyberTipDesk(db, vault, settings=settings, clock=clock)
 
 
+def _confirmed_report(desk: CyberTipDesk, clock, photo: bytes, account: str):
+    """One CS-1 refusal sealed for ``account``, drafted and confirmed by a reviewer: how
+    many reports were drafted, and the report."""
+    with desk.db.transaction() as s:
+        desk.vault.seal(s, subject_kind="check", subject="chk_1", content=photo,
+                        metadata={"prompt": "a child, undressed", "check": "chk_1",
+                                  "at": clock().isoformat()},
+                        clause="CS-1", account_id=account, content_sha256="ab" * 32)
+    drafted = desk.draft_pending()
+    [draft] = desk.reports(status="draft")
+    desk.confirm(draft.id, actor="user:3:cara", classification="A1",
+                 rationale="a child sexualised, confirmed")
+    return drafted, draft
+
+
 def test_a_report_with_many_long_prompts_is_cut_to_fit_and_sent_once_confirmed(
         db, clock, tmp_path, ncmec, photos):
     desk = _desk(db, clock, tmp_path, ncmec)
@@ -71,16 +86,8 @@ def test_two_senders_at_once_send_a_report_once_and_never_retract_it(
     # A second process's desk: its own connections, its own lock on the SQLite file.
     replica = Database(db.url)
     desks = [_desk(db, clock, tmp_path, ncmec), _desk(replica, clock, tmp_path, ncmec)]
-    with db.transaction() as s:
-        desks[0].vault.seal(s, subject_kind="check", subject="chk_1",
-                            content=photos["astronaut"],
-                            metadata={"prompt": "a child, undressed", "check": "chk_1",
-                                      "at": clock().isoformat()},
-                            clause="CS-1", account_id="offender-2", content_sha256="ab" * 32)
-    assert desks[0].draft_pending() == 1
-    [draft] = desks[0].reports(status="draft")
-    desks[0].confirm(draft.id, actor="user:3:cara", classification="A1",
-                     rationale="a child sexualised, confirmed")
+    drafted, draft = _confirmed_report(desks[0], clock, photos["astronaut"], "offender-2")
+    assert drafted == 1
     uploading, release = threading.Event(), threading.Event()
     upload = ncmec.upload_hook
 
@@ -122,19 +129,9 @@ def test_a_replica_of_the_release_before_still_keeps_a_new_sender_out(clock, tmp
         old_replica = create_engine(url)
         try:
             desk = _desk(db, clock, tmp_path, ncmec)
-            with db.transaction() as s:
-                desk.vault.seal(s, subject_kind="check", subject="chk_1",
-                                content=photos["astronaut"],
-                                metadata={"prompt": "a child, undressed", "check": "chk_1",
-                                          "at": clock().isoformat()},
-                                clause="CS-1", account_id="offender-3",
-                                content_sha256="cd" * 32)
-            desk.draft_pending()
-            [draft] = desk.reports(status="draft")
-            desk.confirm(draft.id, actor="user:3:cara", classification="A1",
-                         rationale="a child sexualised, confirmed")
+            _confirmed_report(desk, clock, photos["astronaut"], "offender-3")
             with old_replica.begin() as held:  # the old release's sender, mid-send
-                assert held.scalar(text("SELECT pg_try_advisory_xact_lock(1129927746)"))
+                assert held.scalar(text(f"SELECT pg_try_advisory_xact_lock({0x43595442})"))
                 assert desk.send_confirmed() == 0
                 assert ncmec.endpoints() == []
             assert desk.send_confirmed() == 1  # the old sender done: the new one sends

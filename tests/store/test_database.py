@@ -172,7 +172,8 @@ def test_a_database_host_that_never_answers_fails_the_connection_after_its_timeo
 
 
 @pytest.mark.skipif(POSTGRES_URL is None, reason="needs CONSENTRY_TEST_POSTGRES_URL")
-def test_a_server_that_froze_mid_read_is_cut_off_by_the_client_and_the_pool_recovers():
+def test_a_server_that_froze_mid_read_is_cut_off_by_the_client_and_the_pool_recovers(
+        monkeypatch):
     """A server that took the statement and stopped (SIGSTOP, a hung host) cancels
     nothing and libpq never gives up: the client cuts the read itself at twice the read
     timeout (at least that plus 1 s), and once the server answers again the pool serves
@@ -204,16 +205,13 @@ def test_a_server_that_froze_mid_read_is_cut_off_by_the_client_and_the_pool_reco
                     assert conn.execute(text("select pg_sleep(0.3), 1")).one()[1] == 1
                 # Idle in the pool past the ping interval, then the server freezes: the
                 # ping is cut, and the connection that replaces it cannot open in time.
-                database.IDLE_PING_S, before = 0.0, database.IDLE_PING_S
-                try:
-                    proxy.freeze()
-                    started = time.monotonic()
-                    with pytest.raises(OperationalError), db.reading() as conn:
-                        conn.execute(select(Account.id)).all()
-                    assert time.monotonic() - started < 15.0
-                finally:
-                    database.IDLE_PING_S = before
-                    proxy.thaw()
+                monkeypatch.setattr(database, "IDLE_PING_S", 0.0)
+                proxy.freeze()
+                started = time.monotonic()
+                with pytest.raises(OperationalError), db.reading() as conn:
+                    conn.execute(select(Account.id)).all()
+                assert time.monotonic() - started < 15.0
+                proxy.thaw()
             finally:
                 db.dispose()
 
@@ -227,24 +225,24 @@ def test_a_lock_is_held_by_one_process_at_a_time_and_freed_when_its_holder_dies(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
             from consentry.store import Database
-            with Database({db.url!r}).exclusive("sender") as alone:
+            with Database({db.url!r}).exclusive("sender", 1) as alone:
                 print("held" if alone else "refused", flush=True)
                 time.sleep(120)
         """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with db.exclusive("sender") as alone:
+        with db.exclusive("sender", 1) as alone:
             assert not alone  # the other process holds it
-        with db.exclusive("another") as alone:
+        with db.exclusive("another", 2) as alone:
             assert alone  # a lock of another name is free
     finally:
         holder.kill()
         holder.wait(30)
     other = Database(db.url)
     try:
-        with db.exclusive("sender") as alone, other.exclusive("sender") as second:
+        with db.exclusive("sender", 1) as alone, other.exclusive("sender", 1) as second:
             assert alone and not second  # a second holder in this process waits its turn too
     finally:
         other.dispose()
-    with db.exclusive("sender") as alone:
+    with db.exclusive("sender", 1) as alone:
         assert alone  # released at the end of the block

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from live_server import free_port
 from postgres_schema import POSTGRES_URL, postgres_schema
+from server_process import wait_for
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -75,15 +76,14 @@ default_pool_size = 2
         as_user = ["-u", "nobody"] if os.geteuid() == 0 else []
         process = subprocess.Popen([pgbouncer, *as_user, str(folder / "pgbouncer.ini")],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        def listening() -> bool:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "pgbouncer did not start"
-                time.sleep(0.05)
+            wait_for(listening, 10.0, "pgbouncer to listen", every_s=0.05)
             base = f"postgresql+psycopg://{server.username}@127.0.0.1:{port}"
             migrated = Database(f"{base}/consentry")  # migrations run through the pooler
             migrated.migrate()

@@ -19,7 +19,7 @@ from ncmec_server import PASSWORD as NCMEC_PASSWORD
 from ncmec_server import USERNAME as NCMEC_USERNAME
 from ncmec_server import NcmecServer
 from playwright.sync_api import expect
-from polling import wait_until
+from server_process import wait_for
 
 from consentry.audit.verify import verify
 from consentry.banks.services import entry_hashes
@@ -85,7 +85,7 @@ def test_a_known_abuse_upload_becomes_a_confirmed_cybertipline_report(browser, s
 
     # Sent by this call or by the app's job thread, whichever comes first; never both.
     desk.send_confirmed()
-    wait_until(lambda: desk.report(draft.id).status == "sent", 30.0, "the report to be sent")
+    wait_for(lambda: desk.report(draft.id).status == "sent", 30.0, "the report to be sent")
     assert ncmec.endpoints() == ["submit", "upload", "fileinfo", "finish"]
     [received] = ncmec.finished_reports()
     validate(received.xml, "report")
