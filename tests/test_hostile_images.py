@@ -28,6 +28,7 @@ import psutil
 import pytest
 from fastapi.testclient import TestClient
 from hostile_images import SLOW_SCAN_REPEATS, SLOW_SCAN_SIDE, HostileImage, corpus
+from server_process import wait_for
 
 from consentry.access import Scope, create_api_key
 from consentry.api.app import create_app
@@ -470,7 +471,10 @@ def test_a_full_decoding_queue_answers_503_with_retry_after(db, analyser, clock,
             worker = threading.Thread(target=lambda: slow.append(client.post(
                 "/v1/check/upload", headers=key, json=bomb)))
             worker.start()
-            time.sleep(0.5)  # the bomb holds the only decoder; no place to wait
+            # The bomb holds the only decoder (its deadline is 2 s); no place to wait. A
+            # fixed sleep here lost the race on a loaded machine: the bomb was not yet in.
+            wait_for(lambda: sandbox.in_flight == 1, 30.0, "the bomb to hold the decoder",
+                     every_s=0.01)
             refused = [
                 client.post("/v1/check/upload", headers=key, json={"image": b64(photos["coffee"])}),
                 client.post("/v1/check/generation", headers=key, json={

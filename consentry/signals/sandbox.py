@@ -238,6 +238,11 @@ class Sandbox:
         self._pool: Future[ProcessPool] | None = None
         self._closed = False
 
+    @property
+    def in_flight(self) -> int:
+        """Calls admitted and not yet done: decoding, or waiting for a decoder."""
+        return self._inflight
+
     # -- decoders ------------------------------------------------------------------------
 
     def decode(self, data: bytes, *, timeout_s: float | None = None) -> DecodedImage:
